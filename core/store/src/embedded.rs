@@ -1,0 +1,292 @@
+//! The embedded store on sled: one directory, one process at a time.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use model::{
+    Campaign, Customer, CustomerId, EntityKind, Interaction, Product, Record, Transaction,
+};
+
+use crate::lines::LineTree;
+use crate::records::{RecordTree, sled_error};
+use crate::{Options, Store, StoreError, UpsertCounts};
+
+/// The on-disk format this build writes and reads. Version history:
+/// 1: first format (record trees, line blocks, blocked id index).
+pub const FORMAT_VERSION: u32 = 1;
+
+const FORMAT_KEY: &[u8] = b"format_version";
+
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    customers: RecordTree<Customer>,
+    products: RecordTree<Product>,
+    campaigns: RecordTree<Campaign>,
+    transactions: LineTree<Transaction>,
+    interactions: LineTree<Interaction>,
+}
+
+impl SledStore {
+    pub fn open(path: &Path, options: &Options) -> Result<SledStore, StoreError> {
+        let path = path.to_path_buf();
+        refuse_foreign_directory(&path)?;
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| open_error(&path, e))?;
+        let meta = db.open_tree("meta").map_err(sled_error)?;
+        match meta.get(FORMAT_KEY).map_err(sled_error)? {
+            Some(bytes) => {
+                let found = bytes[..]
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("malformed format version".into()))?;
+                if found > FORMAT_VERSION {
+                    return Err(StoreError::NewerFormat {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+            None => {
+                if db.tree_names().len() > 2 {
+                    return Err(StoreError::NotAStore { path });
+                }
+                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
+                    .map_err(sled_error)?;
+                db.flush().map_err(sled_error)?;
+            }
+        }
+        let tree = |name: &str| db.open_tree(name).map_err(sled_error);
+        Ok(SledStore {
+            customers: RecordTree::new(tree("customers")?),
+            products: RecordTree::new(tree("products")?),
+            campaigns: RecordTree::new(tree("campaigns")?),
+            transactions: LineTree::new(tree("transactions")?),
+            interactions: LineTree::new(tree("interactions")?),
+            path,
+            db,
+        })
+    }
+
+    /// Checks that every customer, sku and campaign the lines name exists.
+    fn check_references<'a>(
+        &self,
+        kind: EntityKind,
+        refs: impl Iterator<Item = (&'a str, &'static str, EntityKind, &'a str)>,
+    ) -> Result<(), StoreError> {
+        let mut known: HashSet<(EntityKind, &str)> = HashSet::new();
+        for (id, field, target, value) in refs {
+            if known.contains(&(target, value)) {
+                continue;
+            }
+            if !self.contains(target, value)? {
+                return Err(StoreError::MissingReference {
+                    kind,
+                    id: id.to_owned(),
+                    field,
+                    value: value.to_owned(),
+                });
+            }
+            known.insert((target, value));
+        }
+        Ok(())
+    }
+}
+
+/// sled creates its files in any directory it is given: refuse one that
+/// holds something else.
+fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        if path.exists() {
+            return Err(StoreError::NotAStore {
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(());
+    };
+    let mut names = HashSet::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| StoreError::Io(format!("reading {}: {e}", path.display())))?;
+        names.insert(entry.file_name().to_string_lossy().into_owned());
+    }
+    if !names.is_empty() && !(names.contains("conf") && names.contains("db")) {
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn open_error(path: &Path, e: sled::Error) -> StoreError {
+    let text = e.to_string();
+    if text.contains("could not acquire lock") || text.contains("WouldBlock") {
+        StoreError::Locked {
+            path: path.to_path_buf(),
+        }
+    } else {
+        StoreError::Io(format!("opening the store at {}: {text}", path.display()))
+    }
+}
+
+impl Store for SledStore {
+    fn location(&self) -> String {
+        format!("store at {}", self.path.display())
+    }
+
+    fn get(&self, kind: EntityKind, id: &str) -> Result<Option<Record>, StoreError> {
+        Ok(match kind {
+            EntityKind::Customer => self.customers.get(id)?.map(Record::Customer),
+            EntityKind::Product => self.products.get(id)?.map(Record::Product),
+            EntityKind::Campaign => self.campaigns.get(id)?.map(Record::Campaign),
+            EntityKind::Transaction => self.transactions.get(id)?.map(Record::Transaction),
+            EntityKind::Interaction => self.interactions.get(id)?.map(Record::Interaction),
+        })
+    }
+
+    fn contains(&self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
+        match kind {
+            EntityKind::Customer => self.customers.contains(id),
+            EntityKind::Product => self.products.contains(id),
+            EntityKind::Campaign => self.campaigns.contains(id),
+            EntityKind::Transaction => self.transactions.contains(id),
+            EntityKind::Interaction => self.interactions.contains(id),
+        }
+    }
+
+    fn upsert(&self, records: Vec<Record>) -> Result<UpsertCounts, StoreError> {
+        let mut customers = Vec::new();
+        let mut products = Vec::new();
+        let mut campaigns = Vec::new();
+        let mut transactions = Vec::new();
+        let mut interactions = Vec::new();
+        for record in records {
+            match record {
+                Record::Customer(r) => customers.push(r),
+                Record::Product(r) => products.push(r),
+                Record::Campaign(r) => campaigns.push(r),
+                Record::Transaction(r) => transactions.push(r),
+                Record::Interaction(r) => interactions.push(r),
+            }
+        }
+        let mut counts = UpsertCounts::default();
+        if !customers.is_empty() {
+            counts += self.customers.upsert(&customers)?;
+        }
+        if !products.is_empty() {
+            counts += self.products.upsert(&products)?;
+        }
+        if !campaigns.is_empty() {
+            counts += self.campaigns.upsert(&campaigns)?;
+        }
+        if !transactions.is_empty() {
+            self.check_references(
+                EntityKind::Transaction,
+                transactions.iter().flat_map(|t| {
+                    let id = t.txn_id.as_str();
+                    [
+                        (
+                            id,
+                            "customer_id",
+                            EntityKind::Customer,
+                            t.customer_id.as_str(),
+                        ),
+                        (id, "sku", EntityKind::Product, t.sku.as_str()),
+                    ]
+                }),
+            )?;
+            counts += self.transactions.upsert(transactions)?;
+        }
+        if !interactions.is_empty() {
+            self.check_references(
+                EntityKind::Interaction,
+                interactions.iter().flat_map(|i| {
+                    let id = i.interaction_id.as_str();
+                    let customer = (
+                        id,
+                        "customer_id",
+                        EntityKind::Customer,
+                        i.customer_id.as_str(),
+                    );
+                    let sku = i
+                        .sku
+                        .as_ref()
+                        .map(|s| (id, "sku", EntityKind::Product, s.as_str()));
+                    let campaign = i
+                        .campaign_id
+                        .as_ref()
+                        .map(|c| (id, "campaign_id", EntityKind::Campaign, c.as_str()));
+                    std::iter::once(customer).chain(sku).chain(campaign)
+                }),
+            )?;
+            counts += self.interactions.upsert(interactions)?;
+        }
+        Ok(counts)
+    }
+
+    fn scan<'a>(
+        &'a self,
+        kind: EntityKind,
+    ) -> Box<dyn Iterator<Item = Result<Record, StoreError>> + 'a> {
+        match kind {
+            EntityKind::Customer => {
+                Box::new(self.customers.scan().map(|r| r.map(Record::Customer)))
+            }
+            EntityKind::Product => Box::new(self.products.scan().map(|r| r.map(Record::Product))),
+            EntityKind::Campaign => {
+                Box::new(self.campaigns.scan().map(|r| r.map(Record::Campaign)))
+            }
+            EntityKind::Transaction => {
+                Box::new(self.transactions.scan().map(|r| r.map(Record::Transaction)))
+            }
+            EntityKind::Interaction => {
+                Box::new(self.interactions.scan().map(|r| r.map(Record::Interaction)))
+            }
+        }
+    }
+
+    fn transactions_of(&self, customer: &CustomerId) -> Result<Vec<Transaction>, StoreError> {
+        self.transactions.of_customer(customer.as_str())
+    }
+
+    fn interactions_of(&self, customer: &CustomerId) -> Result<Vec<Interaction>, StoreError> {
+        self.interactions.of_customer(customer.as_str())
+    }
+
+    fn count(&self, kind: EntityKind) -> Result<u64, StoreError> {
+        match kind {
+            EntityKind::Customer => self.customers.count(),
+            EntityKind::Product => self.products.count(),
+            EntityKind::Campaign => self.campaigns.count(),
+            EntityKind::Transaction => self.transactions.count(),
+            EntityKind::Interaction => self.interactions.count(),
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(sled_error)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        fn walk(dir: &Path) -> std::io::Result<u64> {
+            let mut total = 0;
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                total += if meta.is_dir() {
+                    walk(&entry.path())?
+                } else {
+                    meta.len()
+                };
+            }
+            Ok(total)
+        }
+        walk(&self.path)
+            .map_err(|e| StoreError::Io(format!("measuring {}: {e}", self.path.display())))
+    }
+}

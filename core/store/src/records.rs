@@ -1,0 +1,144 @@
+//! Customers, products and campaigns: one key per record.
+//!
+//! A stored record carries a revision that grows by one with every change,
+//! for optimistic concurrency in the API.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{StoreError, UpsertCounts, keys};
+
+pub(crate) fn sled_error(e: sled::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("records serialize to postcard")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("undecodable value: {e}")))
+}
+
+pub(crate) fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
+    match tree.get(keys::COUNT).map_err(sled_error)? {
+        None => Ok(0),
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes[..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("malformed record count".into()))?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
+}
+
+/// A record with an id of its own.
+pub(crate) trait Keyed: Serialize + DeserializeOwned + PartialEq {
+    fn id(&self) -> &str;
+}
+
+impl Keyed for model::Customer {
+    fn id(&self) -> &str {
+        self.customer_id.as_str()
+    }
+}
+
+impl Keyed for model::Product {
+    fn id(&self) -> &str {
+        self.sku.as_str()
+    }
+}
+
+impl Keyed for model::Campaign {
+    fn id(&self) -> &str {
+        self.campaign_id.as_str()
+    }
+}
+
+pub(crate) struct RecordTree<T> {
+    tree: sled::Tree,
+    /// Upserts read the old revision before writing: one at a time.
+    write: Mutex<()>,
+    record: PhantomData<fn() -> T>,
+}
+
+impl<T: Keyed> RecordTree<T> {
+    pub(crate) fn new(tree: sled::Tree) -> RecordTree<T> {
+        RecordTree {
+            tree,
+            write: Mutex::new(()),
+            record: PhantomData,
+        }
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Result<Option<T>, StoreError> {
+        match self.tree.get(keys::record(id)).map_err(sled_error)? {
+            None => Ok(None),
+            Some(bytes) => decode::<(u64, T)>(&bytes).map(|(_, record)| Some(record)),
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        self.tree.contains_key(keys::record(id)).map_err(sled_error)
+    }
+
+    pub(crate) fn count(&self) -> Result<u64, StoreError> {
+        read_count(&self.tree)
+    }
+
+    /// Every record in id order.
+    pub(crate) fn scan(&self) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
+        self.tree.scan_prefix([keys::RECORD]).map(|entry| {
+            let (_, bytes) = entry.map_err(sled_error)?;
+            decode::<(u64, T)>(&bytes).map(|(_, record)| record)
+        })
+    }
+
+    /// Inserts or replaces records by id (the last of equal ids wins), in
+    /// one atomic batch.
+    pub(crate) fn upsert(&self, records: &[T]) -> Result<UpsertCounts, StoreError> {
+        let _write = self
+            .write
+            .lock()
+            .expect("a writer panicked while holding the lock");
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            last.insert(record.id(), i);
+        }
+        let mut batch = sled::Batch::default();
+        let mut counts = UpsertCounts::default();
+        for (i, record) in records.iter().enumerate() {
+            if last[record.id()] != i {
+                continue;
+            }
+            let key = keys::record(record.id());
+            let rev = match self.tree.get(&key).map_err(sled_error)? {
+                None => {
+                    counts.added += 1;
+                    1
+                }
+                Some(bytes) => {
+                    let (rev, old) = decode::<(u64, T)>(&bytes)?;
+                    if old == *record {
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    counts.updated += 1;
+                    rev + 1
+                }
+            };
+            batch.insert(key, encode(&(rev, record)));
+        }
+        if counts.added == 0 && counts.updated == 0 {
+            return Ok(counts);
+        }
+        let total = read_count(&self.tree)? + counts.added;
+        batch.insert(keys::COUNT, &total.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(sled_error)?;
+        Ok(counts)
+    }
+}

@@ -1,0 +1,262 @@
+use std::collections::BTreeMap;
+
+use model::{
+    Attributes, Customer, CustomerId, Date, EntityKind, Gender, Money, Product, Record,
+    SalesChannel, Sku, Timestamp, Transaction, TxnId,
+};
+use proptest::prelude::*;
+
+use crate::{Options, SledStore, Store, StoreError, UpsertCounts};
+
+fn customer(id: &str) -> Customer {
+    Customer {
+        customer_id: CustomerId::parse(id).unwrap(),
+        name: format!("Customer {id}"),
+        gender: Gender::Unknown,
+        birth_date: None,
+        region: "North".into(),
+        city: "Northfield".into(),
+        channel: model::AcquisitionChannel::Store,
+        joined_at: Date::parse("2020-01-01").unwrap(),
+        tier: "gold".into(),
+        attributes: Attributes::parse(r#"{"store_type":"kiosk"}"#).unwrap(),
+    }
+}
+
+fn product(sku: &str) -> Product {
+    Product {
+        sku: Sku::parse(sku).unwrap(),
+        name: "Golden Crane 20s".into(),
+        category: "mid_cigarettes".into(),
+        brand: "Golden Crane".into(),
+        unit_price: Money::from_cents(6000),
+        unit_cost: Money::from_cents(5000),
+        attributes: Attributes::empty(),
+    }
+}
+
+fn txn(id: &str, customer: &str, ts: i64, quantity: u32) -> Transaction {
+    Transaction {
+        txn_id: TxnId::parse(id).unwrap(),
+        customer_id: CustomerId::parse(customer).unwrap(),
+        ts: Timestamp::from_seconds(ts),
+        sku: Sku::parse("P1").unwrap(),
+        quantity,
+        amount: Money::from_cents(1234 * quantity as i64),
+        cost: Money::from_cents(1000),
+        channel: SalesChannel::Online,
+        region: "North".into(),
+    }
+}
+
+fn open(dir: &std::path::Path) -> SledStore {
+    SledStore::open(
+        dir,
+        &Options {
+            cache_bytes: 8 << 20,
+        },
+    )
+    .unwrap()
+}
+
+const CUSTOMERS: [&str; 3] = ["C1", "C10", "C2"];
+
+fn seeded(dir: &std::path::Path) -> SledStore {
+    let store = open(dir);
+    let mut records: Vec<Record> = CUSTOMERS
+        .iter()
+        .map(|c| Record::Customer(customer(c)))
+        .collect();
+    records.push(Record::Product(product("P1")));
+    store.upsert(records).unwrap();
+    store
+}
+
+#[test]
+fn records_are_upserted_by_id_with_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    assert_eq!(store.count(EntityKind::Customer).unwrap(), 3);
+    let mut changed = customer("C1");
+    changed.tier = "platinum".into();
+    let counts = store
+        .upsert(vec![
+            Record::Customer(changed.clone()),
+            Record::Customer(customer("C2")),
+        ])
+        .unwrap();
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            added: 0,
+            updated: 1,
+            unchanged: 1
+        }
+    );
+    assert_eq!(
+        store.get(EntityKind::Customer, "C1").unwrap(),
+        Some(Record::Customer(changed))
+    );
+    let ids: Vec<String> = store
+        .scan(EntityKind::Customer)
+        .map(|r| r.unwrap().id().to_owned())
+        .collect();
+    assert_eq!(ids, ["C1", "C10", "C2"]);
+}
+
+#[test]
+fn lines_need_their_customer_and_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let err = store
+        .upsert(vec![Record::Transaction(txn("T1", "C9", 0, 1))])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "transaction T1: customer_id 'C9' does not exist"
+    );
+    assert_eq!(store.count(EntityKind::Transaction).unwrap(), 0);
+}
+
+#[test]
+fn a_store_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(seeded(dir.path()));
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert(b"format_version", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path(), &Options::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerFormat {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("has format version 99, newer than version 1")
+    );
+}
+
+#[test]
+fn a_directory_of_other_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let err = SledStore::open(dir.path(), &Options::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+    let file = dir.path().join("notes.txt");
+    assert!(matches!(
+        SledStore::open(&file, &Options::default()).err().unwrap(),
+        StoreError::NotAStore { .. }
+    ));
+}
+
+#[test]
+fn a_store_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = seeded(dir.path());
+    let err = SledStore::open(dir.path(), &Options::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Upsert lines: (id number, customer number, ts, quantity).
+    Upsert(Vec<(u16, usize, i64, u32)>),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => prop::collection::vec((0u16..700, 0usize..3, -50i64..50, 1u32..3), 0..400).prop_map(Op::Upsert),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Lines upserted in random batches (new ids, updates, lines that move
+    /// to another customer or time, blocks that split) read back exactly as
+    /// a plain map of the same writes, before and after reopening.
+    #[test]
+    fn line_blocks_behave_like_a_map(ops in prop::collection::vec(op(), 1..8)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = seeded(dir.path());
+        let mut model: BTreeMap<String, Transaction> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Reopen => {
+                    drop(store);
+                    store = open(dir.path());
+                }
+                Op::Upsert(lines) => {
+                    let lines: Vec<Transaction> = lines
+                        .iter()
+                        .map(|&(id, c, ts, q)| txn(&format!("T{id:04}"), CUSTOMERS[c], ts, q))
+                        .collect();
+                    let mut want = UpsertCounts::default();
+                    let mut after = model.clone();
+                    let mut last = BTreeMap::new();
+                    for line in &lines {
+                        last.insert(line.txn_id.as_str().to_owned(), line.clone());
+                    }
+                    for (id, line) in last {
+                        match after.insert(id, line.clone()) {
+                            None => want.added += 1,
+                            Some(old) if old == line => want.unchanged += 1,
+                            Some(_) => want.updated += 1,
+                        }
+                    }
+                    let counts = store
+                        .upsert(lines.into_iter().map(Record::Transaction).collect())
+                        .unwrap();
+                    prop_assert_eq!(counts, want);
+                    model = after;
+                }
+            }
+            prop_assert_eq!(store.count(EntityKind::Transaction).unwrap(), model.len() as u64);
+            for (id, line) in &model {
+                prop_assert_eq!(
+                    store.get(EntityKind::Transaction, id).unwrap(),
+                    Some(Record::Transaction(line.clone()))
+                );
+            }
+            prop_assert_eq!(store.get(EntityKind::Transaction, "T9999").unwrap(), None);
+            let mut want: Vec<&Transaction> = model.values().collect();
+            want.sort_by(|a, b| {
+                (a.customer_id.as_str(), a.ts, a.txn_id.as_str())
+                    .cmp(&(b.customer_id.as_str(), b.ts, b.txn_id.as_str()))
+            });
+            let scanned: Vec<Transaction> = store
+                .scan(EntityKind::Transaction)
+                .map(|r| match r.unwrap() {
+                    Record::Transaction(t) => t,
+                    other => panic!("scan gave {other:?}"),
+                })
+                .collect();
+            prop_assert_eq!(scanned.iter().collect::<Vec<_>>(), want.clone());
+            for c in CUSTOMERS {
+                let of = store.transactions_of(&CustomerId::parse(c).unwrap()).unwrap();
+                let expected: Vec<&Transaction> =
+                    want.iter().copied().filter(|t| t.customer_id.as_str() == c).collect();
+                prop_assert_eq!(of.iter().collect::<Vec<_>>(), expected);
+            }
+        }
+    }
+}
