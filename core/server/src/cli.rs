@@ -1,0 +1,284 @@
+//! The `crm` command line: one subcommand per task, errors as one clear
+//! line (plus the list of problems for a refused import), exit code 1 on
+//! failure and 2 on a usage error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{HumanBytes, HumanCount};
+use model::EntityKind;
+use store::Store;
+
+use crate::progress::Reporter;
+
+#[derive(Parser)]
+#[command(
+    name = "crm",
+    version,
+    about = "An industry-customisable CRM: customer records, 7P analyses, plugins and segments",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Db {
+    /// Directory of the store (created by import when missing)
+    #[arg(long, env = "CRM_DB", value_name = "PATH")]
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import customers.csv, products.csv, campaigns.csv, transactions.csv
+    /// and interactions.csv (whichever are in DIR), after checking every row
+    Import {
+        #[command(flatten)]
+        db: Db,
+        /// Directory holding the CSV files
+        dir: PathBuf,
+        /// Import the valid rows; write the others, with their problems, to
+        /// <file>.rejected.csv beside each file
+        #[arg(long)]
+        skip_invalid: bool,
+        /// No progress output
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write the store's records as the same five CSV files into DIR
+    Export {
+        #[command(flatten)]
+        db: Db,
+        /// Directory to write the CSV files into (created when missing)
+        dir: PathBuf,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a synthetic data set (deterministic per seed) into DIR
+    Generate {
+        #[arg(long, value_enum, default_value_t = Industry::Retail)]
+        industry: Industry,
+        /// Number of customers
+        #[arg(long, default_value_t = 10_000)]
+        customers: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Directory to write the CSV files into (created when missing)
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print one record as JSON
+    Get {
+        #[command(flatten)]
+        db: Db,
+        /// customer, product, campaign, transaction or interaction
+        kind: String,
+        id: String,
+    },
+    /// Records per entity and size on disk
+    Stats {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Generate a demo data set, import it into a store, and show what is in it
+    Demo {
+        /// Directory for the demo data and store
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Industry::Retail)]
+        industry: Industry,
+        #[arg(long, default_value_t = 10_000)]
+        customers: u32,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Industry {
+    /// Tobacco retail outlets supplied by a wholesaler
+    Retail,
+    /// Persons with bank accounts, cards, loans, insurance and funds
+    Banking,
+}
+
+impl Industry {
+    fn generator(self) -> generate::Industry {
+        match self {
+            Industry::Retail => generate::Industry::Retail,
+            Industry::Banking => generate::Industry::Banking,
+        }
+    }
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Import {
+            db,
+            dir,
+            skip_invalid,
+            quiet,
+        } => {
+            let store = open_store(&db.db, true)?;
+            import(&*store, &dir, skip_invalid, quiet)
+        }
+        Command::Export { db, dir, quiet } => {
+            let store = open_store(&db.db, false)?;
+            let started = Instant::now();
+            let report = transfer::export(&*store, &dir, &Reporter::for_stderr(quiet))
+                .with_context(|| format!("exporting to {}", dir.display()))?;
+            for (kind, path, rows) in &report.files {
+                println!(
+                    "{:<13} {:>10} rows -> {}",
+                    kind.plural(),
+                    rows,
+                    path.display()
+                );
+            }
+            for kind in &report.empty {
+                println!("{:<13} no records, no file", kind.plural());
+            }
+            println!("exported in {:.1}s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Generate {
+            industry,
+            customers,
+            seed,
+            out,
+        } => generate_data(industry, customers, seed, &out),
+        Command::Get { db, kind, id } => {
+            let kind = EntityKind::parse(&kind).with_context(|| {
+                format!("unknown kind '{kind}' (expected customer, product, campaign, transaction or interaction)")
+            })?;
+            let store = open_store(&db.db, false)?;
+            match store.get(kind, &id)? {
+                Some(record) => {
+                    println!("{}", serde_json::to_string_pretty(&record)?);
+                    Ok(())
+                }
+                None => bail!("no {kind} '{id}' in the {}", store.location()),
+            }
+        }
+        Command::Stats { db } => {
+            let store = open_store(&db.db, false)?;
+            stats(&*store)
+        }
+        Command::Demo {
+            dir,
+            industry,
+            customers,
+        } => demo(&dir, industry, customers),
+    }
+}
+
+/// Opens the store; a store that must already exist is not created by a typo.
+fn open_store(path: &Path, create: bool) -> Result<Arc<dyn Store>> {
+    if !create && !path.exists() {
+        bail!(
+            "no store at {} (create one with `crm import --db {} DIR`)",
+            path.display(),
+            path.display()
+        );
+    }
+    store::open(path, &store::Options::default())
+        .with_context(|| format!("opening the store at {}", path.display()))
+}
+
+fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Result<()> {
+    let started = Instant::now();
+    let options = transfer::ImportOptions { skip_invalid };
+    let report = transfer::import(store, dir, &options, &Reporter::for_stderr(quiet))?;
+    let mut rows = 0;
+    for file in &report.files {
+        println!("{file}");
+        rows += file.rows;
+        if let Some(path) = &file.rejected_file {
+            println!(
+                "{:<13} rejected rows and their problems: {}",
+                "",
+                path.display()
+            );
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} rows in {secs:.1}s ({}/s); the store is flushed to disk",
+        HumanCount(rows),
+        HumanCount((rows as f64 / secs.max(1e-3)) as u64)
+    );
+    Ok(())
+}
+
+fn stats(store: &dyn Store) -> Result<()> {
+    println!("{}", store.location());
+    for kind in EntityKind::ALL {
+        println!("{:<13} {:>12}", kind.plural(), store.count(kind)?);
+    }
+    println!(
+        "{:<13} {:>12}",
+        "size on disk",
+        HumanBytes(store.size_on_disk()?).to_string()
+    );
+    Ok(())
+}
+
+fn generate_data(industry: Industry, customers: u32, seed: u64, out: &Path) -> Result<()> {
+    let started = Instant::now();
+    let config = generate::Config {
+        industry: industry.generator(),
+        customers,
+        seed,
+    };
+    let summary =
+        generate::generate(&config, out).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: {} customers, {} products, {} campaigns, {} transactions, {} interactions in {:.1}s",
+        out.display(),
+        summary.customers,
+        summary.products,
+        summary.campaigns,
+        summary.transactions,
+        summary.interactions,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
+    let name = match industry {
+        Industry::Retail => "retail",
+        Industry::Banking => "banking",
+    };
+    let data = dir.join(format!("data-{name}-{customers}"));
+    if !data.join("customers.csv").exists() {
+        generate_data(industry, customers, 7, &data)?;
+    }
+    let db = dir.join(format!("store-{name}"));
+    let store = open_store(&db, true)?;
+    import(&*store, &data, false, false)?;
+    println!();
+    stats(&*store)?;
+    println!(
+        "\ntry:\n  crm get --db {db} customer C0000001\n  crm export --db {db} {dir}/export",
+        db = db.display(),
+        dir = dir.display()
+    );
+    Ok(())
+}

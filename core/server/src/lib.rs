@@ -1,0 +1,6 @@
+//! The CRM's entry points: the `crm` command line, and (with the HTTP API)
+//! the server. This crate is the glue between the store, the import and
+//! export, and the generator; it holds no domain logic of its own.
+
+pub mod cli;
+mod progress;

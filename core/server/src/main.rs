@@ -1,0 +1,5 @@
+//! The `crm` command.
+
+fn main() -> std::process::ExitCode {
+    server::cli::main()
+}
