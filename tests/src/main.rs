@@ -1,0 +1,6 @@
+//! Integration tests of the CRM: real data sets, real files, the real `crm`
+//! binary. One module per area; `support` holds what they share.
+
+mod cli;
+mod import;
+mod support;

@@ -1,0 +1,136 @@
+//! What the integration tests share: data sets, stores, and the `crm` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, OnceLock};
+
+use model::EntityKind;
+use store::Store;
+
+/// The `crm` binary of this build, built on first use in the profile of the
+/// running tests (a no-op when it is up to date).
+pub(crate) fn crm_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary has a path");
+        // target/<profile>/deps/integration-<hash>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--package", "server", "--bin", "crm"]);
+        match profile {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        let target_dir = profile_dir.parent().expect("a target directory");
+        let status = build
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the crm binary failed");
+        profile_dir.join("crm")
+    })
+}
+
+/// Runs `crm` with arguments; its output.
+pub(crate) fn crm(args: &[&str]) -> Output {
+    Command::new(crm_bin())
+        .args(args)
+        .env_remove("CRM_DB")
+        .output()
+        .expect("crm runs")
+}
+
+/// A data set written by the project's generator, once per test binary.
+pub(crate) fn dataset(industry: generate::Industry, customers: u32, seed: u64) -> PathBuf {
+    static SETS: OnceLock<std::sync::Mutex<Vec<((String, u32, u64), tempfile::TempDir)>>> =
+        OnceLock::new();
+    let sets = SETS.get_or_init(Default::default);
+    let mut sets = sets.lock().unwrap();
+    let key = (format!("{industry:?}"), customers, seed);
+    if let Some((_, dir)) = sets.iter().find(|(k, _)| *k == key) {
+        return dir.path().to_path_buf();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = generate::Config {
+        industry,
+        customers,
+        seed,
+    };
+    generate::generate(&config, dir.path()).unwrap();
+    let path = dir.path().to_path_buf();
+    sets.push((key, dir));
+    path
+}
+
+/// A copy of a data set's files in a new directory, to change them.
+pub(crate) fn copy_dataset(from: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in EntityKind::ALL {
+        let src = from.join(kind.file_name());
+        if src.exists() {
+            std::fs::copy(&src, dir.path().join(kind.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+pub(crate) fn open_store(path: &Path) -> Arc<dyn Store> {
+    store::open(
+        path,
+        &store::Options {
+            cache_bytes: 32 << 20,
+        },
+    )
+    .unwrap()
+}
+
+pub(crate) fn import(
+    store: &dyn Store,
+    dir: &Path,
+) -> Result<transfer::ImportReport, transfer::ImportError> {
+    transfer::import(
+        store,
+        dir,
+        &transfer::ImportOptions {
+            skip_invalid: false,
+        },
+        &transfer::Silent,
+    )
+}
+
+/// Every record of the store as its CSV lines: a fingerprint of its content.
+pub(crate) fn contents(store: &dyn Store) -> Vec<String> {
+    let mut lines = Vec::new();
+    for kind in EntityKind::ALL {
+        lines.push(format!("{kind}: {}", store.count(kind).unwrap()));
+        for record in store.scan(kind) {
+            let mut line = Vec::new();
+            transfer::format::write_record(&record.unwrap(), &mut line);
+            lines.push(String::from_utf8(line).unwrap());
+        }
+    }
+    lines
+}
+
+/// The files of two directories are equal, byte for byte.
+pub(crate) fn assert_same_files(a: &Path, b: &Path) {
+    for kind in EntityKind::ALL {
+        let (fa, fb) = (a.join(kind.file_name()), b.join(kind.file_name()));
+        let (ta, tb) = (std::fs::read(&fa).unwrap(), std::fs::read(&fb).unwrap());
+        assert!(ta == tb, "{} and {} differ", fa.display(), fb.display());
+    }
+}
