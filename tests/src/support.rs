@@ -54,10 +54,12 @@ pub(crate) fn crm(args: &[&str]) -> Output {
         .expect("crm runs")
 }
 
+/// Industry, customers and seed of a generated data set.
+type DatasetKey = (String, u32, u64);
+
 /// A data set written by the project's generator, once per test binary.
 pub(crate) fn dataset(industry: generate::Industry, customers: u32, seed: u64) -> PathBuf {
-    static SETS: OnceLock<std::sync::Mutex<Vec<((String, u32, u64), tempfile::TempDir)>>> =
-        OnceLock::new();
+    static SETS: OnceLock<std::sync::Mutex<Vec<(DatasetKey, tempfile::TempDir)>>> = OnceLock::new();
     let sets = SETS.get_or_init(Default::default);
     let mut sets = sets.lock().unwrap();
     let key = (format!("{industry:?}"), customers, seed);

@@ -38,23 +38,11 @@ const fn cat(
     }
 }
 
-const fn bank(
-    name: &'static str,
-    count: usize,
-    lo: f64,
-    hi: f64,
-    cost_ratio: f64,
-    popularity: f64,
-    kind: &'static str,
-    terms: &'static [u32],
-) -> CategorySpec {
+/// A banking category: a product type and the terms its products come in.
+const fn bank(spec: CategorySpec, kind: &'static str, terms: &'static [u32]) -> CategorySpec {
     CategorySpec {
-        name,
-        count,
-        price: (lo, hi),
-        cost_ratio,
-        popularity,
         kind: Some((kind, terms)),
+        ..spec
     }
 }
 
@@ -74,72 +62,50 @@ const RETAIL: &[CategorySpec] = &[
 ];
 
 const BANKING: &[CategorySpec] = &[
-    bank("current_account", 4, 4.0, 15.0, 0.35, 2.2, "deposit", &[]),
-    bank("savings_account", 4, 15.0, 70.0, 0.50, 1.3, "deposit", &[]),
     bank(
-        "term_deposit",
-        5,
-        40.0,
-        260.0,
-        0.62,
-        0.8,
+        cat("current_account", 4, 4.0, 15.0, 0.35, 2.2),
+        "deposit",
+        &[],
+    ),
+    bank(
+        cat("savings_account", 4, 15.0, 70.0, 0.50, 1.3),
+        "deposit",
+        &[],
+    ),
+    bank(
+        cat("term_deposit", 5, 40.0, 260.0, 0.62, 0.8),
         "deposit",
         &[3, 6, 12, 24, 36],
     ),
-    bank("credit_card", 5, 18.0, 140.0, 0.45, 1.5, "card", &[]),
-    bank("debit_card", 3, 2.0, 9.0, 0.30, 1.8, "card", &[]),
+    bank(cat("credit_card", 5, 18.0, 140.0, 0.45, 1.5), "card", &[]),
+    bank(cat("debit_card", 3, 2.0, 9.0, 0.30, 1.8), "card", &[]),
     bank(
-        "personal_loan",
-        4,
-        90.0,
-        550.0,
-        0.55,
-        0.5,
+        cat("personal_loan", 4, 90.0, 550.0, 0.55, 0.5),
         "loan",
         &[12, 24, 36, 60],
     ),
     bank(
-        "mortgage",
-        4,
-        300.0,
-        1400.0,
-        0.68,
-        0.35,
+        cat("mortgage", 4, 300.0, 1400.0, 0.68, 0.35),
         "loan",
         &[180, 240, 300, 360],
     ),
     bank(
-        "auto_loan",
-        3,
-        120.0,
-        480.0,
-        0.58,
-        0.3,
+        cat("auto_loan", 3, 120.0, 480.0, 0.58, 0.3),
         "loan",
         &[36, 48, 60, 72],
     ),
     bank(
-        "life_insurance",
-        4,
-        90.0,
-        380.0,
-        0.40,
-        0.35,
+        cat("life_insurance", 4, 90.0, 380.0, 0.40, 0.35),
         "insurance",
         &[12],
     ),
     bank(
-        "home_insurance",
-        3,
-        45.0,
-        190.0,
-        0.42,
-        0.35,
+        cat("home_insurance", 3, 45.0, 190.0, 0.42, 0.35),
         "insurance",
         &[12],
     ),
-    bank("equity_fund", 5, 45.0, 300.0, 0.50, 0.45, "fund", &[]),
-    bank("bond_fund", 4, 30.0, 150.0, 0.52, 0.35, "fund", &[]),
+    bank(cat("equity_fund", 5, 45.0, 300.0, 0.50, 0.45), "fund", &[]),
+    bank(cat("bond_fund", 4, 30.0, 150.0, 0.52, 0.35), "fund", &[]),
 ];
 
 /// Category pairs often bought together, with the chance that a basket

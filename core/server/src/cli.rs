@@ -85,6 +85,13 @@ enum Command {
     Stats {
         #[command(flatten)]
         db: Db,
+        /// Also the first and last transaction, as-of date, and the sums of
+        /// amount, cost and quantity (reads every transaction)
+        #[arg(long)]
+        summary: bool,
+        /// text, or json (always with the summary, shaped as `dataset_summary`)
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Generate a demo data set, import it into a store, and show what is in it
     Demo {
@@ -96,6 +103,12 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         customers: u32,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -176,9 +189,27 @@ fn run(command: Command) -> Result<()> {
                 None => bail!("no {kind} '{id}' in the {}", store.location()),
             }
         }
-        Command::Stats { db } => {
+        Command::Stats {
+            db,
+            summary,
+            format,
+        } => {
             let store = open_store(&db.db, false)?;
-            stats(&*store)
+            match format {
+                Format::Text => {
+                    stats(&*store)?;
+                    if summary {
+                        print_summary(&dataset_summary(&*store)?);
+                    }
+                    Ok(())
+                }
+                Format::Json => {
+                    let summary = dataset_summary(&*store)?;
+                    let json = serde_json::json!({ "dataset_summary": [summary] });
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                    Ok(())
+                }
+            }
         }
         Command::Demo {
             dir,
@@ -218,12 +249,23 @@ fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Res
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let memory = peak_memory()
+        .map(|bytes| format!(", peak memory {}", HumanBytes(bytes)))
+        .unwrap_or_default();
     println!(
-        "imported {} rows in {secs:.1}s ({}/s); the store is flushed to disk",
+        "imported {} rows in {secs:.1}s ({}/s{memory}); the store is flushed to disk",
         HumanCount(rows),
         HumanCount((rows as f64 / secs.max(1e-3)) as u64)
     );
     Ok(())
+}
+
+/// The process's peak resident memory, where the system tells (Linux).
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn stats(store: &dyn Store) -> Result<()> {
@@ -237,6 +279,73 @@ fn stats(store: &dyn Store) -> Result<()> {
         HumanBytes(store.size_on_disk()?).to_string()
     );
     Ok(())
+}
+
+/// What the store holds in all: counts, the transaction period, totals.
+#[derive(serde::Serialize)]
+struct Summary {
+    customers: u64,
+    products: u64,
+    transactions: u64,
+    interactions: u64,
+    campaigns: u64,
+    first_ts: Option<model::Timestamp>,
+    last_ts: Option<model::Timestamp>,
+    /// The day after the last transaction's date: the date analyses are as of.
+    as_of: Option<model::Date>,
+    revenue: model::Money,
+    cost: model::Money,
+    quantity: u64,
+}
+
+fn dataset_summary(store: &dyn Store) -> Result<Summary> {
+    let mut summary = Summary {
+        customers: store.count(EntityKind::Customer)?,
+        products: store.count(EntityKind::Product)?,
+        transactions: store.count(EntityKind::Transaction)?,
+        interactions: store.count(EntityKind::Interaction)?,
+        campaigns: store.count(EntityKind::Campaign)?,
+        first_ts: None,
+        last_ts: None,
+        as_of: None,
+        revenue: model::Money::ZERO,
+        cost: model::Money::ZERO,
+        quantity: 0,
+    };
+    for record in store.scan(EntityKind::Transaction) {
+        let model::Record::Transaction(t) = record? else {
+            continue;
+        };
+        summary.first_ts = Some(summary.first_ts.map_or(t.ts, |f| f.min(t.ts)));
+        summary.last_ts = Some(summary.last_ts.map_or(t.ts, |l| l.max(t.ts)));
+        summary.revenue += t.amount;
+        summary.cost += t.cost;
+        summary.quantity += t.quantity as u64;
+    }
+    summary.as_of = summary.last_ts.map(|ts| ts.date().add_days(1));
+    Ok(summary)
+}
+
+fn print_summary(summary: &Summary) {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!(
+        "{:<13} {}",
+        "first sale",
+        show(summary.first_ts.map(|t| t.to_string()))
+    );
+    println!(
+        "{:<13} {}",
+        "last sale",
+        show(summary.last_ts.map(|t| t.to_string()))
+    );
+    println!(
+        "{:<13} {}",
+        "as of",
+        show(summary.as_of.map(|d| d.to_string()))
+    );
+    println!("{:<13} {:>12}", "revenue", summary.revenue.to_string());
+    println!("{:<13} {:>12}", "cost", summary.cost.to_string());
+    println!("{:<13} {:>12}", "quantity", summary.quantity);
 }
 
 fn generate_data(industry: Industry, customers: u32, seed: u64, out: &Path) -> Result<()> {
@@ -275,6 +384,7 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     import(&*store, &data, false, false)?;
     println!();
     stats(&*store)?;
+    print_summary(&dataset_summary(&*store)?);
     println!(
         "\ntry:\n  crm get --db {db} customer C0000001\n  crm export --db {db} {dir}/export",
         db = db.display(),

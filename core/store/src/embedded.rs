@@ -115,7 +115,8 @@ fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
             entry.map_err(|e| StoreError::Io(format!("reading {}: {e}", path.display())))?;
         names.insert(entry.file_name().to_string_lossy().into_owned());
     }
-    if !names.is_empty() && !(names.contains("conf") && names.contains("db")) {
+    let is_store = names.contains("conf") && names.contains("db");
+    if !names.is_empty() && !is_store {
         return Err(StoreError::NotAStore {
             path: path.to_path_buf(),
         });

@@ -1,19 +1,19 @@
 //! Transaction lines and interactions, stored in blocks.
 //!
-//! A block is a sorted run of items in one key space, stored under the key
-//! of its first item. Two kinds of block share one mechanism, [`BlockSet`]:
+//! Each customer's lines form a history: a head record (one point lookup)
+//! with the customer's earliest lines and a directory of overflow blocks
+//! that hold the later ones, each block a run of up to a few hundred lines
+//! ordered by (ts, id). Most customers fit in the head: one key each. The
+//! write path reads heads and blocks with point lookups only, because every
+//! sled iterator copies a whole tree node when it starts.
 //!
-//! - line blocks: one customer's lines ordered by (ts, id), in the key space
-//!   `b` customer `0x00`, so a customer's history is one range scan;
-//! - index blocks: `(id, customer, ts)` entries ordered by id, in the key
-//!   space `i`, so a line is found by id with one range lookup.
+//! Lines are found by id through an index of `(id, customer, ts)` entries
+//! kept in blocks ordered by id ([`BlockSet`]); an index block is found with
+//! one range lookup, made once per batch rather than once per line.
 //!
-//! An item belongs to the block with the greatest first key not above its
-//! own key (or to the first block of the space when it sorts before all of
-//! them). Blocks that grow past their capacity are split evenly; empty ones
-//! are removed. An upsert reads every block it touches once, edits it in
-//! memory, and writes all changed blocks, index blocks and the count in one
-//! atomic sled batch.
+//! An upsert reads every head and block it touches once, edits them in
+//! memory, splits blocks that grew past their capacity, and writes all
+//! changed blocks, index blocks and the count in one atomic sled batch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
@@ -45,7 +45,7 @@ pub(crate) trait BlockItem: Serialize + DeserializeOwned {
 
 /// A record stored as a line of a customer: a transaction or an interaction.
 pub(crate) trait Line: Sized {
-    type Stored: BlockItem + Clone + PartialEq;
+    type Stored: StoredLine;
     fn customer(&self) -> &CustomerId;
     fn to_stored(&self) -> Self::Stored;
     fn from_stored(customer: &str, stored: Self::Stored) -> Result<Self, StoreError>;
@@ -218,7 +218,12 @@ impl<'t, E: BlockItem> BlockSet<'t, E> {
     }
 }
 
-/// The stored form of a transaction line (its customer is in the block key).
+/// A line as stored in a customer's history, ordered by `(ts, id)`.
+pub(crate) trait StoredLine: Serialize + DeserializeOwned + Clone + PartialEq {
+    fn sort_key(&self) -> (i64, &str);
+}
+
+/// The stored form of a transaction line (its customer is in the key).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub(crate) struct StoredTxn {
     id: String,
@@ -231,15 +236,9 @@ pub(crate) struct StoredTxn {
     region: String,
 }
 
-impl BlockItem for StoredTxn {
-    const CAPACITY: usize = LINES_PER_BLOCK;
-
+impl StoredLine for StoredTxn {
     fn sort_key(&self) -> (i64, &str) {
         (self.ts, &self.id)
-    }
-
-    fn block_key(space: &[u8], first: &Self) -> Vec<u8> {
-        keys::block(space, first.ts, &first.id)
     }
 }
 
@@ -283,7 +282,7 @@ impl Line for Transaction {
     }
 }
 
-/// The stored form of an interaction (its customer is in the block key).
+/// The stored form of an interaction (its customer is in the key).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub(crate) struct StoredInteraction {
     id: String,
@@ -299,15 +298,9 @@ pub(crate) struct StoredInteraction {
     campaign_id: Option<String>,
 }
 
-impl BlockItem for StoredInteraction {
-    const CAPACITY: usize = LINES_PER_BLOCK;
-
+impl StoredLine for StoredInteraction {
     fn sort_key(&self) -> (i64, &str) {
         (self.ts, &self.id)
-    }
-
-    fn block_key(space: &[u8], first: &Self) -> Vec<u8> {
-        keys::block(space, first.ts, &first.id)
     }
 }
 
@@ -358,7 +351,230 @@ impl Line for Interaction {
     }
 }
 
-/// One entity's tree of line blocks and index blocks.
+/// The head of a customer's history: the earliest lines, and the blocks
+/// that hold the later ones, in order.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "S: StoredLine")]
+struct Head<S> {
+    /// The number the next new block gets.
+    next_block: u32,
+    blocks: Vec<BlockStart>,
+    lines: Vec<S>,
+}
+
+/// An overflow block and the sort key of its first line.
+#[derive(Clone, Serialize, Deserialize)]
+struct BlockStart {
+    number: u32,
+    ts: i64,
+    id: String,
+}
+
+impl BlockStart {
+    fn key(&self) -> (i64, &str) {
+        (self.ts, &self.id)
+    }
+}
+
+/// One customer's history, read and edited by an operation.
+struct History<S> {
+    customer: String,
+    head: Head<S>,
+    head_dirty: bool,
+    /// Overflow blocks read so far: lines, and whether they changed.
+    blocks: HashMap<u32, (Vec<S>, bool)>,
+}
+
+/// Where a line lives: the head (`None`) or an overflow block.
+type Place = Option<u32>;
+
+impl<S: StoredLine> History<S> {
+    fn read(tree: &sled::Tree, customer: &str) -> Result<History<S>, StoreError> {
+        let head = match tree.get(keys::head(customer)).map_err(sled_error)? {
+            Some(bytes) => decode(&bytes)?,
+            None => Head {
+                next_block: 0,
+                blocks: Vec::new(),
+                lines: Vec::new(),
+            },
+        };
+        Ok(History {
+            customer: customer.to_owned(),
+            head,
+            head_dirty: false,
+            blocks: HashMap::new(),
+        })
+    }
+
+    /// The place of the line with sort key `(ts, id)`: the last block that
+    /// starts at or before it, else the head.
+    fn place(&self, ts: i64, id: &str) -> Place {
+        let after = self.head.blocks.partition_point(|b| b.key() <= (ts, id));
+        after.checked_sub(1).map(|i| self.head.blocks[i].number)
+    }
+
+    fn lines(&mut self, tree: &sled::Tree, place: Place) -> Result<&mut Vec<S>, StoreError> {
+        let Some(number) = place else {
+            return Ok(&mut self.head.lines);
+        };
+        if !self.blocks.contains_key(&number) {
+            let bytes = tree
+                .get(keys::overflow(&self.customer, number))
+                .map_err(sled_error)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("block {number} of {} is missing", self.customer))
+                })?;
+            self.blocks.insert(number, (decode(&bytes)?, false));
+        }
+        Ok(&mut self.blocks.get_mut(&number).expect("inserted above").0)
+    }
+
+    fn touch(&mut self, place: Place) {
+        match place {
+            None => self.head_dirty = true,
+            Some(number) => {
+                self.blocks
+                    .get_mut(&number)
+                    .expect("read before it changes")
+                    .1 = true
+            }
+        }
+    }
+
+    fn find(&mut self, tree: &sled::Tree, ts: i64, id: &str) -> Result<Option<&S>, StoreError> {
+        let lines = self.lines(tree, self.place(ts, id))?;
+        Ok(lines
+            .binary_search_by(|l| l.sort_key().cmp(&(ts, id)))
+            .ok()
+            .map(|p| &lines[p]))
+    }
+
+    /// Puts `line` in place of the line with its sort key, or adds it.
+    fn put(&mut self, tree: &sled::Tree, line: S) -> Result<(), StoreError> {
+        let place = {
+            let (ts, id) = line.sort_key();
+            self.place(ts, id)
+        };
+        let lines = self.lines(tree, place)?;
+        match lines.binary_search_by(|l| l.sort_key().cmp(&line.sort_key())) {
+            Ok(p) => lines[p] = line,
+            Err(p) => lines.insert(p, line),
+        }
+        self.touch(place);
+        Ok(())
+    }
+
+    fn remove(&mut self, tree: &sled::Tree, ts: i64, id: &str) -> Result<(), StoreError> {
+        let place = self.place(ts, id);
+        let lines = self.lines(tree, place)?;
+        if let Ok(p) = lines.binary_search_by(|l| l.sort_key().cmp(&(ts, id))) {
+            lines.remove(p);
+            self.touch(place);
+        }
+        Ok(())
+    }
+
+    /// Writes what changed: blocks over capacity are split, empty ones
+    /// removed, and the head rewritten when it or its directory changed.
+    fn write(mut self, batch: &mut sled::Batch) {
+        let customer = self.customer.clone();
+        let mut blocks = std::mem::take(&mut self.blocks);
+        // Overflow blocks first: splitting them adds directory entries.
+        let mut numbers: Vec<u32> = blocks
+            .iter()
+            .filter(|(_, (_, dirty))| *dirty)
+            .map(|(n, _)| *n)
+            .collect();
+        numbers.sort_unstable();
+        for number in numbers {
+            let (lines, _) = blocks.remove(&number).expect("listed above");
+            let at = self
+                .head
+                .blocks
+                .iter()
+                .position(|b| b.number == number)
+                .expect("a block in the directory");
+            if lines.is_empty() {
+                batch.remove(keys::overflow(&customer, number));
+                self.head.blocks.remove(at);
+                self.head_dirty = true;
+                continue;
+            }
+            let mut chunks = split(lines);
+            let first = chunks.remove(0);
+            let (ts, id) = first[0].sort_key();
+            if self.head.blocks[at].key() != (ts, id) {
+                self.head.blocks[at] = BlockStart {
+                    number,
+                    ts,
+                    id: id.to_owned(),
+                };
+                self.head_dirty = true;
+            }
+            batch.insert(keys::overflow(&customer, number), encode(&first));
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let start = self.new_block(&chunk, batch);
+                self.head.blocks.insert(at + 1 + i, start);
+                self.head_dirty = true;
+            }
+        }
+        if !self.head_dirty {
+            return;
+        }
+        if self.head.lines.len() > LINES_PER_BLOCK {
+            let mut chunks = split(std::mem::take(&mut self.head.lines));
+            self.head.lines = chunks.remove(0);
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let start = self.new_block(&chunk, batch);
+                self.head.blocks.insert(i, start);
+            }
+        }
+        if self.head.lines.is_empty() && self.head.blocks.is_empty() {
+            batch.remove(keys::head(&customer));
+        } else {
+            batch.insert(keys::head(&customer), encode(&self.head));
+        }
+    }
+
+    fn new_block(&mut self, lines: &[S], batch: &mut sled::Batch) -> BlockStart {
+        let number = self.head.next_block;
+        self.head.next_block += 1;
+        batch.insert(keys::overflow(&self.customer, number), encode(lines));
+        let (ts, id) = lines[0].sort_key();
+        BlockStart {
+            number,
+            ts,
+            id: id.to_owned(),
+        }
+    }
+
+    /// Every line, in order, reading the overflow blocks.
+    fn into_lines(mut self, tree: &sled::Tree) -> Result<Vec<S>, StoreError> {
+        let mut res = std::mem::take(&mut self.head.lines);
+        for start in std::mem::take(&mut self.head.blocks) {
+            let lines = std::mem::take(self.lines(tree, Some(start.number))?);
+            res.extend(lines);
+        }
+        Ok(res)
+    }
+}
+
+/// Splits a run of lines into even chunks of at most the block capacity.
+fn split<S>(lines: Vec<S>) -> Vec<Vec<S>> {
+    let n_chunks = lines.len().div_ceil(LINES_PER_BLOCK).max(1);
+    let chunk_len = lines.len().div_ceil(n_chunks).max(1);
+    let mut chunks = Vec::with_capacity(n_chunks);
+    let mut lines = lines.into_iter().peekable();
+    while lines.peek().is_some() {
+        chunks.push(lines.by_ref().take(chunk_len).collect());
+    }
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    chunks
+}
+
+/// One entity's tree of histories and index blocks.
 pub(crate) struct LineTree<L> {
     tree: sled::Tree,
     /// Upserts read, edit and write blocks: one at a time.
@@ -402,24 +618,11 @@ impl<L: Line> LineTree<L> {
         let Some(loc) = self.locate(id)? else {
             return Ok(None);
         };
-        let space = keys::customer_blocks(&loc.customer);
-        let key = keys::block(&space, loc.ts, id);
-        let Some((_, value)) = self
-            .tree
-            .range(&space[..]..=&key[..])
-            .next_back()
-            .transpose()
-            .map_err(sled_error)?
-        else {
-            return Err(StoreError::Corrupt(format!(
-                "index names {id} but its block is missing"
-            )));
-        };
-        let lines: Vec<L::Stored> = decode(&value)?;
-        match lines.into_iter().find(|l| l.sort_key() == (loc.ts, id)) {
-            Some(stored) => L::from_stored(&loc.customer, stored).map(Some),
+        let mut history: History<L::Stored> = History::read(&self.tree, &loc.customer)?;
+        match history.find(&self.tree, loc.ts, id)? {
+            Some(stored) => L::from_stored(&loc.customer, stored.clone()).map(Some),
             None => Err(StoreError::Corrupt(format!(
-                "index names {id} but its block lacks it"
+                "the index names {id} but its block lacks it"
             ))),
         }
     }
@@ -430,27 +633,32 @@ impl<L: Line> LineTree<L> {
 
     /// A customer's lines in (ts, id) order.
     pub(crate) fn of_customer(&self, customer: &str) -> Result<Vec<L>, StoreError> {
-        let mut res = Vec::new();
-        for entry in self.tree.scan_prefix(keys::customer_blocks(customer)) {
-            let (_, value) = entry.map_err(sled_error)?;
-            for stored in decode::<Vec<L::Stored>>(&value)? {
-                res.push(L::from_stored(customer, stored)?);
-            }
-        }
-        Ok(res)
+        let history: History<L::Stored> = History::read(&self.tree, customer)?;
+        history
+            .into_lines(&self.tree)?
+            .into_iter()
+            .map(|stored| L::from_stored(customer, stored))
+            .collect()
     }
 
     /// Every line, grouped by customer in id order, then in (ts, id) order.
     pub(crate) fn scan(&self) -> impl Iterator<Item = Result<L, StoreError>> + '_ {
-        self.tree.scan_prefix([keys::BLOCK]).flat_map(|entry| {
-            let block = entry.map_err(sled_error).and_then(|(key, value)| {
-                let customer = keys::block_customer(&key)
-                    .ok_or_else(|| StoreError::Corrupt("malformed block key".into()))?
+        self.tree.scan_prefix([keys::HEAD]).flat_map(move |entry| {
+            let lines = entry.map_err(sled_error).and_then(|(key, value)| {
+                let customer = keys::head_customer(&key)
+                    .ok_or_else(|| StoreError::Corrupt("malformed history key".into()))?
                     .to_owned();
-                let lines: Vec<L::Stored> = decode(&value)?;
+                let head: Head<L::Stored> = decode(&value)?;
+                let history = History {
+                    customer: customer.clone(),
+                    head,
+                    head_dirty: false,
+                    blocks: HashMap::new(),
+                };
+                let lines = history.into_lines(&self.tree)?;
                 Ok((customer, lines))
             });
-            let lines: Box<dyn Iterator<Item = Result<L, StoreError>>> = match block {
+            let lines: Box<dyn Iterator<Item = Result<L, StoreError>>> = match lines {
                 Ok((customer, lines)) => Box::new(
                     lines
                         .into_iter()
@@ -469,19 +677,21 @@ impl<L: Line> LineTree<L> {
             .write
             .lock()
             .expect("a writer panicked while holding the lock");
-        let mut last: HashMap<String, usize> = HashMap::with_capacity(lines.len());
         let stored: Vec<(String, L::Stored)> = lines
             .iter()
             .map(|l| (l.customer().as_str().to_owned(), l.to_stored()))
             .collect();
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(stored.len());
         for (i, (_, s)) in stored.iter().enumerate() {
-            last.insert(s.sort_key().1.to_owned(), i);
+            last.insert(s.sort_key().1, i);
         }
         let mut order: Vec<usize> = last.into_values().collect();
+        // In id order, so that consecutive lines share index blocks.
         order.sort_by(|&a, &b| stored[a].1.sort_key().1.cmp(stored[b].1.sort_key().1));
 
-        let mut index: BlockSet<IndexEntry> = BlockSet::new(&self.tree);
-        let mut blocks: BlockSet<L::Stored> = BlockSet::new(&self.tree);
+        let tree = &self.tree;
+        let mut index: BlockSet<IndexEntry> = BlockSet::new(tree);
+        let mut histories: HashMap<String, History<L::Stored>> = HashMap::new();
         let mut counts = UpsertCounts::default();
         let index_space = [keys::INDEX];
         for i in order {
@@ -489,8 +699,10 @@ impl<L: Line> LineTree<L> {
             let (ts, id) = line.sort_key();
             let index_key = keys::index(id);
             let index_slot = index.slot(&index_space, &index_key)?;
-            let known = index_slot.position(0, id);
-            let old = known.ok().map(|p| index_slot.items[p].clone());
+            let old = index_slot
+                .position(0, id)
+                .ok()
+                .map(|p| index_slot.items[p].clone());
             let entry = IndexEntry {
                 id: id.to_owned(),
                 customer: customer.clone(),
@@ -498,32 +710,19 @@ impl<L: Line> LineTree<L> {
             };
             match old {
                 Some(old) if old == entry => {
-                    let space = keys::customer_blocks(customer);
-                    let slot = blocks.slot(&space, &keys::block(&space, ts, id))?;
-                    match slot.position(ts, id) {
-                        Ok(p) if slot.items[p] == *line => counts.unchanged += 1,
-                        Ok(p) => {
-                            slot.items[p] = line.clone();
-                            slot.dirty = true;
-                            counts.updated += 1;
+                    let history = history_of(&mut histories, tree, customer)?;
+                    match history.find(tree, ts, id)? {
+                        Some(found) if found == line => {
+                            counts.unchanged += 1;
+                            continue;
                         }
-                        Err(p) => {
-                            // The index knew the line but its block did not:
-                            // write it back where it belongs.
-                            slot.items.insert(p, line.clone());
-                            slot.dirty = true;
-                            counts.updated += 1;
-                        }
+                        // Changed, or known to the index but lost from its
+                        // block: written (back) in place.
+                        _ => counts.updated += 1,
                     }
-                    continue;
                 }
                 Some(old) => {
-                    let space = keys::customer_blocks(&old.customer);
-                    let slot = blocks.slot(&space, &keys::block(&space, old.ts, id))?;
-                    if let Ok(p) = slot.position(old.ts, id) {
-                        slot.items.remove(p);
-                        slot.dirty = true;
-                    }
+                    history_of(&mut histories, tree, &old.customer)?.remove(tree, old.ts, id)?;
                     counts.updated += 1;
                 }
                 None => counts.added += 1,
@@ -534,24 +733,32 @@ impl<L: Line> LineTree<L> {
                 Err(p) => index_slot.items.insert(p, entry),
             }
             index_slot.dirty = true;
-            let space = keys::customer_blocks(customer);
-            let slot = blocks.slot(&space, &keys::block(&space, ts, id))?;
-            match slot.position(ts, id) {
-                Ok(p) => slot.items[p] = line.clone(),
-                Err(p) => slot.items.insert(p, line.clone()),
-            }
-            slot.dirty = true;
+            history_of(&mut histories, tree, customer)?.put(tree, line.clone())?;
         }
 
         if counts.added == 0 && counts.updated == 0 {
             return Ok(counts);
         }
         let mut batch = sled::Batch::default();
-        blocks.write(&mut batch);
+        for history in histories.into_values() {
+            history.write(&mut batch);
+        }
         index.write(&mut batch);
-        let total = read_count(&self.tree)? + counts.added;
+        let total = read_count(tree)? + counts.added;
         batch.insert(keys::COUNT, &total.to_be_bytes());
-        self.tree.apply_batch(batch).map_err(sled_error)?;
+        tree.apply_batch(batch).map_err(sled_error)?;
         Ok(counts)
     }
+}
+
+/// The history of `customer` among those an upsert has read, read on first use.
+fn history_of<'h, S: StoredLine>(
+    histories: &'h mut HashMap<String, History<S>>,
+    tree: &sled::Tree,
+    customer: &str,
+) -> Result<&'h mut History<S>, StoreError> {
+    if !histories.contains_key(customer) {
+        histories.insert(customer.to_owned(), History::read(tree, customer)?);
+    }
+    Ok(histories.get_mut(customer).expect("inserted above"))
 }

@@ -13,6 +13,9 @@ use std::collections::BinaryHeap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
+/// A fingerprint and its line, as read back from a run.
+type Entry = std::io::Result<(u64, u64)>;
+
 /// Fingerprints kept in memory before a run is spilled (16 bytes each).
 const RUN_LEN: usize = 2 << 20;
 
@@ -73,7 +76,7 @@ impl DuplicateFinder {
             return Ok(Vec::new());
         }
         self.run.sort_unstable();
-        let mut sources: Vec<Box<dyn Iterator<Item = std::io::Result<(u64, u64)>>>> = Vec::new();
+        let mut sources: Vec<Box<dyn Iterator<Item = Entry>>> = Vec::new();
         for file in self.spilled.drain(..) {
             sources.push(Box::new(RunReader(BufReader::new(file))));
         }
@@ -117,7 +120,7 @@ impl DuplicateFinder {
 struct RunReader(BufReader<std::fs::File>);
 
 impl Iterator for RunReader {
-    type Item = std::io::Result<(u64, u64)>;
+    type Item = Entry;
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut buf = [0u8; 16];

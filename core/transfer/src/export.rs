@@ -71,7 +71,7 @@ pub fn export(
                 writer.write_all(&buf).map_err(io(&tmp))?;
                 buf.clear();
             }
-            if rows % 65_536 == 0 {
+            if rows.is_multiple_of(65_536) {
                 progress.advance(rows, rows);
             }
         }

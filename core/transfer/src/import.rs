@@ -356,7 +356,7 @@ fn check_file(
                     .map_err(io_error(&rejected.path))?;
             }
         }
-        if rows % 4096 == 0 {
+        if rows.is_multiple_of(4096) {
             progress.advance(file.offset(), rows);
         }
     }

@@ -13,12 +13,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("schemas") => schemas(),
         Some("test") => test(&args[1..]),
+        Some("bench-import") => bench_import(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 test      build everything and run all tests (extra arguments go to cargo test)\n  \
-                 schemas   write schemas/ from the model types"
+                 test          build everything and run all tests (extra arguments go to cargo test)\n  \
+                 schemas       write schemas/ from the model types\n  \
+                 bench-import  [--customers N]... import benchmark (see docs/BENCHMARKS.md)"
             );
             bail!("no task given")
         }
@@ -65,4 +67,209 @@ fn test(extra: &[String]) -> Result<()> {
     let mut args = vec!["test"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
+}
+
+/// The import benchmark of docs/BENCHMARKS.md: for each size, the reference
+/// data set (from ../shared/refdata/gen.py when present, else `crm
+/// generate`), imported by a release build into a new store; then the store
+/// size, the reopen time, a second import of the same files, and DuckDB's
+/// load time of the same files when the duckdb Python package is installed.
+fn bench_import(args: &[String]) -> Result<()> {
+    let mut sizes: Vec<u32> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--customers" => sizes.push(
+                it.next()
+                    .context("--customers needs a number")?
+                    .replace('_', "")
+                    .parse()?,
+            ),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![100_000, 1_000_000];
+    }
+    let root = root();
+    cargo(&["build", "--release", "--bin", "crm"])?;
+    let crm = root.join("target/release/crm");
+    let bench = root.join("target/bench");
+    std::fs::create_dir_all(&bench)?;
+    let gen_py = root.join("../shared/refdata/gen.py");
+    let reference_sql = root.join("../shared/refdata/reference.sql");
+    let mut rows = Vec::new();
+    for n in sizes {
+        let data = bench.join(format!("retail-{n}"));
+        if !data.join("interactions.csv").exists() {
+            let n_text = n.to_string();
+            let data_text = data.display().to_string();
+            if gen_py.exists() {
+                run(
+                    "python3",
+                    &[
+                        gen_py.to_str().unwrap(),
+                        "--industry",
+                        "retail",
+                        "--customers",
+                        &n_text,
+                        "--seed",
+                        "7",
+                        "--out",
+                        &data_text,
+                        "--quiet",
+                    ],
+                )?;
+            } else {
+                run(
+                    crm.to_str().unwrap(),
+                    &[
+                        "generate",
+                        "--industry",
+                        "retail",
+                        "--customers",
+                        &n_text,
+                        "--seed",
+                        "7",
+                        "--out",
+                        &data_text,
+                    ],
+                )?;
+            }
+        }
+        let csv_bytes = dir_size(&data)?;
+        let store = bench.join(format!("store-{n}"));
+        let _ = std::fs::remove_dir_all(&store);
+        let (secs, out) = timed(
+            &crm,
+            &[
+                "import",
+                "-q",
+                "--db",
+                store.to_str().unwrap(),
+                data.to_str().unwrap(),
+            ],
+        )?;
+        let summary = out.lines().last().unwrap_or_default().to_owned();
+        let peak = summary
+            .split("peak memory ")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .unwrap_or("?")
+            .to_owned();
+        let lines: u64 = summary
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .replace(',', "")
+            .parse()
+            .unwrap_or(0);
+        let store_bytes = dir_size(&store)?;
+        let mut reopen: Vec<f64> = (0..3)
+            .map(|_| timed(&crm, &["stats", "--db", store.to_str().unwrap()]).map(|(s, _)| s))
+            .collect::<Result<_>>()?;
+        reopen.sort_by(f64::total_cmp);
+        let (again, _) = timed(
+            &crm,
+            &[
+                "import",
+                "-q",
+                "--db",
+                store.to_str().unwrap(),
+                data.to_str().unwrap(),
+            ],
+        )?;
+        let duckdb = duckdb_load(&reference_sql, &data);
+        rows.push(format!(
+            "| {n} | {lines} | {secs:.1} s | {:.0} | {peak} | {:.2} GB | {:.2} GB ({:.2}x) | {:.2} s | {again:.1} s | {} |",
+            lines as f64 / secs,
+            csv_bytes as f64 / 1e9,
+            store_bytes as f64 / 1e9,
+            store_bytes as f64 / csv_bytes as f64,
+            reopen[1],
+            duckdb.map_or_else(|| "not installed".to_owned(), |d| format!("{d:.2} s ({:.1}x)", secs / d)),
+        ));
+    }
+    println!(
+        "\n| customers | rows | import | rows/s | peak memory | CSV | store on disk | reopen | import again (unchanged) | DuckDB load |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Wall time and stdout of a command that must succeed.
+fn timed(program: &Path, args: &[&str]) -> Result<(f64, String)> {
+    let started = std::time::Instant::now();
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            program.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// DuckDB's time to load the five files into native tables (the set-up of
+/// reference.sql), median of three, with 2 threads; `None` without DuckDB.
+fn duckdb_load(reference_sql: &Path, data: &Path) -> Option<f64> {
+    if !reference_sql.exists() {
+        return None;
+    }
+    let script = r#"
+import duckdb, re, sys, time
+sql = open(sys.argv[1]).read()
+setup = sql[:re.search(r'^-- name:', sql, re.M).start()]
+times = []
+for _ in range(3):
+    con = duckdb.connect(':memory:')
+    con.execute('SET threads = 2')
+    con.execute('SET enable_progress_bar = false')
+    con.execute('SET VARIABLE data_dir = ?', [sys.argv[2]])
+    t = time.perf_counter()
+    for statement in con.extract_statements(setup):
+        con.execute(statement)
+    times.append(time.perf_counter() - t)
+    con.close()
+print(sorted(times)[1])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, reference_sql.to_str()?, data.to_str()?])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()
 }
