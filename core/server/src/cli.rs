@@ -260,6 +260,21 @@ fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Res
     Ok(())
 }
 
+/// How to run this binary again from the current directory: `crm` when it
+/// is on the PATH, else its path (e.g. `target/release/crm`).
+fn this_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "crm".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("crm") == exe));
+    if on_path {
+        return "crm".into();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    exe.strip_prefix(&cwd).unwrap_or(&exe).display().to_string()
+}
+
 /// The process's peak resident memory, where the system tells (Linux).
 fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -386,7 +401,8 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     stats(&*store)?;
     print_summary(&dataset_summary(&*store)?);
     println!(
-        "\ntry:\n  crm get --db {db} customer C0000001\n  crm export --db {db} {dir}/export",
+        "\ntry:\n  {crm} get --db {db} customer C0000001\n  {crm} stats --db {db} --summary\n  {crm} export --db {db} {dir}/export",
+        crm = this_command(),
         db = db.display(),
         dir = dir.display()
     );

@@ -271,5 +271,10 @@ print(sorted(times)[1])
         .args(["-c", script, reference_sql.to_str()?, data.to_str()?])
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
 }
