@@ -151,3 +151,100 @@ fn the_generator_is_deterministic_per_seed() {
     let c = std::fs::read(dirs[2].path().join("transactions.csv")).unwrap();
     assert_ne!(a, c, "another seed gives other data");
 }
+
+#[test]
+fn put_writes_json_records_and_names_the_bad_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store");
+    let customer = r#"{"customer_id":"C1","name":"Taylor, Zoë","gender":"F","birth_date":"1980-02-29","region":"South","city":"Córdoba","channel":"referral","joined_at":"2019-05-01","tier":"gold","attributes":{"store_type":"kiosk","monthly_quota":60}}"#;
+    let input = format!(
+        "{customer}\n{customer}\n{}\n",
+        customer.replace("\"tier\"", "\"tear\"")
+    );
+    let mut child = std::process::Command::new(crate::support::crm_bin())
+        .args(["put", "--db", db.to_str().unwrap(), "customer"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "ok C1 added\nok C1 unchanged\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: stdin line 3: unknown field `tear`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = crm(&["get", "--db", db.to_str().unwrap(), "customer", "C1"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["name"], "Taylor, Zoë");
+    assert_eq!(json["attributes"]["monthly_quota"], 60);
+}
+
+/// Every write that `crm put` acknowledged is in the store after the
+/// process is killed with SIGKILL at an arbitrary moment.
+#[test]
+fn acknowledged_writes_survive_a_kill() {
+    use std::io::{BufRead, BufReader, Write};
+    let data = dataset(Industry::Retail, 50, 7);
+    for kill_after in [1, 37, 150] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store");
+        let out = crm(&[
+            "import",
+            "-q",
+            "--db",
+            db.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut child = std::process::Command::new(crate::support::crm_bin())
+            .args(["put", "--db", db.to_str().unwrap(), "transaction"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..10_000 {
+                let line = format!(
+                    r#"{{"txn_id":"X{i:06}","customer_id":"C{:07}","ts":"2025-06-01T10:00:00Z","sku":"P0001","quantity":1,"amount":12.5,"cost":10,"channel":"online","region":"North"}}"#,
+                    1 + i % 50
+                );
+                if writeln!(stdin, "{line}").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut acked = Vec::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            acked.push(line.split(' ').nth(1).unwrap().to_owned());
+            if acked.len() == kill_after {
+                child.kill().unwrap();
+                break;
+            }
+        }
+        child.wait().unwrap();
+        let _ = writer.join();
+        let store = crate::support::open_store(&db);
+        for id in &acked {
+            assert!(
+                store
+                    .get(model::EntityKind::Transaction, id)
+                    .unwrap()
+                    .is_some(),
+                "{id} was acknowledged but is missing after the kill"
+            );
+        }
+    }
+}

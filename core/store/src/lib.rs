@@ -64,6 +64,14 @@ pub trait Store: Send + Sync {
     /// Blocks until everything written before the call is on disk.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Upserts, and returns only once the records are on disk: the write
+    /// whose success may be reported to a user.
+    fn upsert_durable(&self, records: Vec<Record>) -> Result<UpsertCounts, StoreError> {
+        let counts = self.upsert(records)?;
+        self.flush()?;
+        Ok(counts)
+    }
+
     /// Bytes used on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 }

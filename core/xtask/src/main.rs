@@ -104,52 +104,41 @@ fn bench_import(args: &[String]) -> Result<()> {
         if !data.join("interactions.csv").exists() {
             let n_text = n.to_string();
             let data_text = data.display().to_string();
+            let options = [
+                "--industry",
+                "retail",
+                "--customers",
+                &n_text,
+                "--seed",
+                "7",
+                "--out",
+                &data_text,
+            ];
             if gen_py.exists() {
+                let script = gen_py.display().to_string();
                 run(
                     "python3",
-                    &[
-                        gen_py.to_str().unwrap(),
-                        "--industry",
-                        "retail",
-                        "--customers",
-                        &n_text,
-                        "--seed",
-                        "7",
-                        "--out",
-                        &data_text,
-                        "--quiet",
-                    ],
+                    &[&[script.as_str()][..], &options, &["--quiet"]].concat(),
                 )?;
             } else {
                 run(
-                    crm.to_str().unwrap(),
-                    &[
-                        "generate",
-                        "--industry",
-                        "retail",
-                        "--customers",
-                        &n_text,
-                        "--seed",
-                        "7",
-                        "--out",
-                        &data_text,
-                    ],
+                    &crm.display().to_string(),
+                    &[&["generate"][..], &options].concat(),
                 )?;
             }
         }
         let csv_bytes = dir_size(&data)?;
         let store = bench.join(format!("store-{n}"));
         let _ = std::fs::remove_dir_all(&store);
-        let (secs, out) = timed(
-            &crm,
-            &[
-                "import",
-                "-q",
-                "--db",
-                store.to_str().unwrap(),
-                data.to_str().unwrap(),
-            ],
-        )?;
+        let store_arg = store.to_str().context("a UTF-8 path")?;
+        let import = [
+            "import",
+            "-q",
+            "--db",
+            store_arg,
+            data.to_str().context("a UTF-8 path")?,
+        ];
+        let (secs, out) = timed(&crm, &import)?;
         let summary = out.lines().last().unwrap_or_default().to_owned();
         let peak = summary
             .split("peak memory ")
@@ -166,19 +155,10 @@ fn bench_import(args: &[String]) -> Result<()> {
             .unwrap_or(0);
         let store_bytes = dir_size(&store)?;
         let mut reopen: Vec<f64> = (0..3)
-            .map(|_| timed(&crm, &["stats", "--db", store.to_str().unwrap()]).map(|(s, _)| s))
+            .map(|_| timed(&crm, &["stats", "--db", store_arg]).map(|(s, _)| s))
             .collect::<Result<_>>()?;
         reopen.sort_by(f64::total_cmp);
-        let (again, _) = timed(
-            &crm,
-            &[
-                "import",
-                "-q",
-                "--db",
-                store.to_str().unwrap(),
-                data.to_str().unwrap(),
-            ],
-        )?;
+        let (again, _) = timed(&crm, &import)?;
         let duckdb = duckdb_load(&reference_sql, &data);
         rows.push(format!(
             "| {n} | {lines} | {secs:.1} s | {:.0} | {peak} | {:.2} GB | {:.2} GB ({:.2}x) | {:.2} s | {again:.1} s | {} |",
