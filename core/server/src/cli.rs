@@ -73,6 +73,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write records given as JSON, one per line on stdin; each line is
+    /// acknowledged on stdout once it is on disk
+    Put {
+        #[command(flatten)]
+        db: Db,
+        /// customer, product, campaign, transaction or interaction
+        kind: String,
+    },
     /// Print one record as JSON
     Get {
         #[command(flatten)]
@@ -176,10 +184,13 @@ fn run(command: Command) -> Result<()> {
             seed,
             out,
         } => generate_data(industry, customers, seed, &out),
+        Command::Put { db, kind } => {
+            let kind = parse_kind(&kind)?;
+            let store = open_store(&db.db, true)?;
+            put(&*store, kind)
+        }
         Command::Get { db, kind, id } => {
-            let kind = EntityKind::parse(&kind).with_context(|| {
-                format!("unknown kind '{kind}' (expected customer, product, campaign, transaction or interaction)")
-            })?;
+            let kind = parse_kind(&kind)?;
             let store = open_store(&db.db, false)?;
             match store.get(kind, &id)? {
                 Some(record) => {
@@ -217,6 +228,59 @@ fn run(command: Command) -> Result<()> {
             customers,
         } => demo(&dir, industry, customers),
     }
+}
+
+fn parse_kind(kind: &str) -> Result<EntityKind> {
+    EntityKind::parse(kind).with_context(|| {
+        format!("unknown kind '{kind}' (expected customer, product, campaign, transaction or interaction)")
+    })
+}
+
+/// Reads records of one kind as JSON lines from stdin and writes each one
+/// durably before acknowledging it with `ok <id> added|updated|unchanged`.
+/// Stops at the first invalid line; the lines before it are written.
+fn put(store: &dyn Store, kind: EntityKind) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    for (n, line) in stdin.lines().enumerate() {
+        let line = line.context("reading stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = parse_record(kind, &line).with_context(|| format!("stdin line {}", n + 1))?;
+        let id = record.id().to_owned();
+        let counts = store
+            .upsert_durable(vec![record])
+            .with_context(|| format!("stdin line {}", n + 1))?;
+        let what = if counts.added > 0 {
+            "added"
+        } else if counts.updated > 0 {
+            "updated"
+        } else {
+            "unchanged"
+        };
+        writeln!(stdout, "ok {id} {what}")?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+fn parse_record(kind: EntityKind, json: &str) -> Result<model::Record> {
+    use model::Record;
+    let record = match kind {
+        EntityKind::Customer => Record::Customer(serde_json::from_str(json)?),
+        EntityKind::Product => Record::Product(serde_json::from_str(json)?),
+        EntityKind::Campaign => Record::Campaign(serde_json::from_str(json)?),
+        EntityKind::Transaction => Record::Transaction(serde_json::from_str(json)?),
+        EntityKind::Interaction => Record::Interaction(serde_json::from_str(json)?),
+    };
+    let problems = record.problems();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        bail!("{}", list.join("; "));
+    }
+    Ok(record)
 }
 
 /// Opens the store; a store that must already exist is not created by a typo.
