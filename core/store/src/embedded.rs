@@ -9,7 +9,7 @@ use model::{
 
 use crate::lines::LineTree;
 use crate::records::{RecordTree, sled_error};
-use crate::{Options, Store, StoreError, UpsertCounts};
+use crate::{Changes, Options, Store, StoreError, UpsertCounts};
 
 /// The on-disk format this build writes and reads. Version history:
 /// 1: first format (record trees, line blocks, blocked id index).
@@ -71,6 +71,16 @@ impl SledStore {
             path,
             db,
         })
+    }
+
+    fn tree(&self, kind: EntityKind) -> &sled::Tree {
+        match kind {
+            EntityKind::Customer => self.customers.tree(),
+            EntityKind::Product => self.products.tree(),
+            EntityKind::Campaign => self.campaigns.tree(),
+            EntityKind::Transaction => self.transactions.tree(),
+            EntityKind::Interaction => self.interactions.tree(),
+        }
     }
 
     /// Checks that every customer, sku and campaign the lines name exists.
@@ -271,6 +281,18 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(sled_error)
+    }
+
+    fn change_position(&self, kind: EntityKind) -> Result<u64, StoreError> {
+        crate::changes::position(self.tree(kind))
+    }
+
+    fn changes_since(&self, kind: EntityKind, after: u64) -> Result<Changes, StoreError> {
+        crate::changes::since(self.tree(kind), after)
+    }
+
+    fn forget_changes(&self, kind: EntityKind, upto: u64) -> Result<(), StoreError> {
+        crate::changes::forget(self.tree(kind), upto)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

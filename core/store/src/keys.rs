@@ -9,6 +9,8 @@
 //! | `o` | transactions, interactions | `o` customer id `0x00` block number | an overflow block of one customer's lines |
 //! | `i` | transactions, interactions | `i` first id | a block of the id index |
 //! | `n` | every entity tree | `n` | the number of records |
+//! | `c` | every entity tree | `c` sequence number | the ids one upsert changed (the change log) |
+//! | `q` | every entity tree | `q` | the sequence number of the last change |
 //!
 //! Ids never contain control characters, so `0x00` ends a customer id.
 //!
@@ -24,6 +26,8 @@ pub(crate) const HEAD: u8 = b'h';
 pub(crate) const OVERFLOW: u8 = b'o';
 pub(crate) const INDEX: u8 = b'i';
 pub(crate) const COUNT: &[u8] = b"n";
+pub(crate) const CHANGE: u8 = b'c';
+pub(crate) const SEQUENCE: &[u8] = b"q";
 
 pub(crate) fn record(id: &str) -> Vec<u8> {
     prefixed(RECORD, id.as_bytes())
@@ -55,6 +59,14 @@ pub(crate) fn overflow(customer: &str, number: u32) -> Vec<u8> {
     key
 }
 
+/// `c` sequence: one entry of the change log, in sequence order.
+pub(crate) fn change(sequence: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(11);
+    key.push(CHANGE);
+    key.extend((0..10).rev().map(|i| ((sequence >> (7 * i)) & 0x7f) as u8));
+    key
+}
+
 /// The customer id of a head key.
 pub(crate) fn head_customer(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.strip_prefix(&[HEAD])?).ok()
@@ -72,5 +84,9 @@ mod tests {
         assert!(overflow("C1", 127) < overflow("C1", 128));
         assert!(overflow("C1", u32::MAX) < overflow("C10", 0));
         assert_eq!(head_customer(&head("C0000042")), Some("C0000042"));
+        for n in [0, 1, 127, 128, u64::MAX >> 1, u64::MAX] {
+            assert!(change(n).iter().all(|&b| b <= 0x7f || b == CHANGE));
+            assert!(n == u64::MAX || change(n) < change(n + 1));
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! after `flush` returns; callers that acknowledge a write to a user call
 //! `flush` (or share one flush among many writes) first.
 
+mod changes;
 mod embedded;
 mod keys;
 mod lines;
@@ -74,6 +75,26 @@ pub trait Store: Send + Sync {
 
     /// Bytes used on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// The sequence number of the last change to records of `kind`; it
+    /// grows with every upsert that changes something.
+    fn change_position(&self, kind: EntityKind) -> Result<u64, StoreError>;
+
+    /// What changed after sequence number `after`: for customers, products
+    /// and campaigns their ids, for transactions and interactions the ids
+    /// of the customers whose lines changed; each id once.
+    fn changes_since(&self, kind: EntityKind, after: u64) -> Result<Changes, StoreError>;
+
+    /// Trims the change log of `kind` up to sequence number `upto`, once
+    /// whoever follows it has saved what it derived.
+    fn forget_changes(&self, kind: EntityKind, upto: u64) -> Result<(), StoreError>;
+}
+
+/// Ids changed since a position of the change log, and the position reached.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Changes {
+    pub ids: Vec<String>,
+    pub position: u64,
 }
 
 /// How many records an upsert added, changed, and found already as given.

@@ -595,6 +595,10 @@ impl<L: Line> LineTree<L> {
         read_count(&self.tree)
     }
 
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
     /// Where the line with this id is, from the index.
     fn locate(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
         let key = keys::index(id);
@@ -740,9 +744,11 @@ impl<L: Line> LineTree<L> {
             return Ok(counts);
         }
         let mut batch = sled::Batch::default();
+        let customers: Vec<String> = histories.keys().cloned().collect();
         for history in histories.into_values() {
             history.write(&mut batch);
         }
+        crate::changes::record(tree, &mut batch, customers.iter().map(String::as_str))?;
         index.write(&mut batch);
         let total = read_count(tree)? + counts.added;
         batch.insert(keys::COUNT, &total.to_be_bytes());

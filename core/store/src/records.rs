@@ -90,6 +90,10 @@ impl<T: Keyed> RecordTree<T> {
         read_count(&self.tree)
     }
 
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
     /// Every record in id order.
     pub(crate) fn scan(&self) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
         self.tree.scan_prefix([keys::RECORD]).map(|entry| {
@@ -111,6 +115,7 @@ impl<T: Keyed> RecordTree<T> {
         }
         let mut batch = sled::Batch::default();
         let mut counts = UpsertCounts::default();
+        let mut changed = Vec::new();
         for (i, record) in records.iter().enumerate() {
             if last[record.id()] != i {
                 continue;
@@ -132,12 +137,14 @@ impl<T: Keyed> RecordTree<T> {
                 }
             };
             batch.insert(key, encode(&(rev, record)));
+            changed.push(record.id());
         }
         if counts.added == 0 && counts.updated == 0 {
             return Ok(counts);
         }
         let total = read_count(&self.tree)? + counts.added;
         batch.insert(keys::COUNT, &total.to_be_bytes());
+        crate::changes::record(&self.tree, &mut batch, changed)?;
         self.tree.apply_batch(batch).map_err(sled_error)?;
         Ok(counts)
     }

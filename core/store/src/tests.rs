@@ -260,3 +260,69 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_change_log_names_what_each_upsert_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    assert_eq!(store.change_position(EntityKind::Transaction).unwrap(), 0);
+    let lines = vec![
+        txn("T1", "C2", 5, 1),
+        txn("T2", "C1", 6, 1),
+        txn("T3", "C2", 7, 1),
+    ];
+    store
+        .upsert(lines.iter().cloned().map(Record::Transaction).collect())
+        .unwrap();
+    let changes = store.changes_since(EntityKind::Transaction, 0).unwrap();
+    assert_eq!(
+        changes,
+        crate::Changes {
+            ids: vec!["C1".into(), "C2".into()],
+            position: 1
+        }
+    );
+
+    // Nothing changed: no entry.
+    store
+        .upsert(lines.into_iter().map(Record::Transaction).collect())
+        .unwrap();
+    assert_eq!(store.change_position(EntityKind::Transaction).unwrap(), 1);
+
+    // A line that moves names both customers.
+    store
+        .upsert(vec![Record::Transaction(txn("T1", "C10", 5, 1))])
+        .unwrap();
+    let changes = store.changes_since(EntityKind::Transaction, 1).unwrap();
+    assert_eq!(
+        changes,
+        crate::Changes {
+            ids: vec!["C10".into(), "C2".into()],
+            position: 2
+        }
+    );
+
+    let mut tier = customer("C1");
+    tier.tier = "silver".into();
+    store.upsert(vec![Record::Customer(tier)]).unwrap();
+    let before = store.change_position(EntityKind::Customer).unwrap();
+    assert_eq!(
+        store
+            .changes_since(EntityKind::Customer, before - 1)
+            .unwrap()
+            .ids,
+        ["C1"]
+    );
+
+    store.forget_changes(EntityKind::Transaction, 1).unwrap();
+    assert_eq!(
+        store.changes_since(EntityKind::Transaction, 0).unwrap().ids,
+        ["C10", "C2"]
+    );
+    store.forget_changes(EntityKind::Transaction, 2).unwrap();
+    assert_eq!(
+        store.changes_since(EntityKind::Transaction, 0).unwrap().ids,
+        Vec::<String>::new()
+    );
+    assert_eq!(store.change_position(EntityKind::Transaction).unwrap(), 2);
+}
