@@ -51,6 +51,31 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run analyses (all with --all) and print their results
+    Analyze {
+        #[command(flatten)]
+        db: Db,
+        /// Analyses to run (see --list)
+        names: Vec<String>,
+        /// Run every analysis
+        #[arg(long)]
+        all: bool,
+        /// List the analyses and what each answers
+        #[arg(long)]
+        list: bool,
+        /// Analyse the data as it was on this day (YYYY-MM-DD): later lines
+        /// and customers who joined later are left out
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Only these customers: a file of customer ids, one per line (- for stdin)
+        #[arg(long, value_name = "FILE")]
+        customers: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+        /// Print how long each analysis took to stderr
+        #[arg(long)]
+        timings: bool,
+    },
     /// Write the store's records as the same five CSV files into DIR
     Export {
         #[command(flatten)]
@@ -114,6 +139,16 @@ enum Command {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// Aligned columns for a terminal
+    Table,
+    /// One object: analysis name -> list of rows ({column: value})
+    Json,
+    /// CSV with a header row (one analysis)
+    Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
     Json,
@@ -157,7 +192,46 @@ fn run(command: Command) -> Result<()> {
             quiet,
         } => {
             let store = open_store(&db.db, true)?;
-            import(&*store, &dir, skip_invalid, quiet)
+            import(&*store, &dir, skip_invalid, quiet)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            if !quiet {
+                eprintln!("{}", describe_readiness(&opened));
+            }
+            Ok(())
+        }
+        Command::Analyze {
+            db,
+            names,
+            all,
+            list,
+            as_of,
+            customers,
+            format,
+            timings,
+        } => {
+            if list {
+                for name in analysis::NAMES {
+                    println!(
+                        "{name:<22} {}",
+                        analysis::describe(name).unwrap_or_default()
+                    );
+                }
+                return Ok(());
+            }
+            let store = open_store(&db.db, false)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            if timings {
+                eprintln!("{}", describe_readiness(&opened));
+            }
+            let request = AnalyzeRequest {
+                names,
+                all,
+                as_of,
+                customers,
+                format,
+                timings,
+            };
+            analyze(&opened.snapshot, &request)
         }
         Command::Export { db, dir, quiet } => {
             let store = open_store(&db.db, false)?;
@@ -192,13 +266,20 @@ fn run(command: Command) -> Result<()> {
         Command::Get { db, kind, id } => {
             let kind = parse_kind(&kind)?;
             let store = open_store(&db.db, false)?;
-            match store.get(kind, &id)? {
-                Some(record) => {
-                    println!("{}", serde_json::to_string_pretty(&record)?);
-                    Ok(())
+            let Some(record) = store.get(kind, &id)? else {
+                bail!("no {kind} '{id}' in the {}", store.location());
+            };
+            let mut json = serde_json::to_value(&record)?;
+            if kind == EntityKind::Customer {
+                let opened = open_snapshot(&*store, &db.db)?;
+                let snapshot = &opened.snapshot;
+                if let Some(ci) = snapshot.customers.find(&id) {
+                    let ctx = analysis::Context::new(snapshot, &analysis::Scope::default());
+                    json["metrics"] = serde_json::to_value(analysis::customer_metrics(&ctx, ci))?;
                 }
-                None => bail!("no {kind} '{id}' in the {}", store.location()),
             }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(())
         }
         Command::Stats {
             db,
@@ -281,6 +362,151 @@ fn parse_record(kind: EntityKind, json: &str) -> Result<model::Record> {
         bail!("{}", list.join("; "));
     }
     Ok(record)
+}
+
+/// The analysis snapshot of the store in directory `db`, current.
+fn open_snapshot(store: &dyn Store, db: &Path) -> Result<crate::host::Opened> {
+    crate::host::open(store, &crate::host::checkpoint_path(db))
+        .context("preparing the analysis snapshot")
+}
+
+fn describe_readiness(opened: &crate::host::Opened) -> String {
+    let s = &opened.snapshot;
+    let what = match &opened.readiness {
+        crate::host::Readiness::Loaded { changes } => {
+            format!("loaded from its checkpoint, {changes} changes applied")
+        }
+        crate::host::Readiness::Rebuilt { why } => format!("built from the store ({why})"),
+    };
+    format!(
+        "analysis snapshot: {} customers, {} transactions, {} interactions, {} in memory; {what} in {:.2}s",
+        HumanCount(s.customers.len() as u64),
+        HumanCount(s.n_transactions() as u64),
+        HumanCount(s.n_interactions() as u64),
+        HumanBytes(s.memory_bytes() as u64),
+        opened.took.as_secs_f64()
+    )
+}
+
+struct AnalyzeRequest {
+    names: Vec<String>,
+    all: bool,
+    as_of: Option<String>,
+    customers: Option<PathBuf>,
+    format: Output,
+    timings: bool,
+}
+
+fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()> {
+    let names: Vec<&str> = if request.all {
+        analysis::NAMES.to_vec()
+    } else if request.names.is_empty() {
+        bail!("name the analyses to run, or give --all (--list shows them)");
+    } else {
+        request.names.iter().map(String::as_str).collect()
+    };
+    if let Some(unknown) = names.iter().find(|n| analysis::describe(n).is_none()) {
+        bail!(
+            "unknown analysis '{unknown}' (the analyses are {})",
+            analysis::NAMES.join(", ")
+        );
+    }
+    if request.format == Output::Csv && names.len() != 1 {
+        bail!("csv output holds one analysis; name one");
+    }
+    let as_of = request
+        .as_of
+        .as_deref()
+        .map(model::Date::parse)
+        .transpose()
+        .context("--as-of")?;
+    let customers = request
+        .customers
+        .as_deref()
+        .map(|path| segment_rows(snapshot, path))
+        .transpose()?;
+    let scope = analysis::Scope { as_of, customers };
+    let ctx = analysis::Context::new(snapshot, &scope);
+    let started = Instant::now();
+    let tables: Vec<analysis::Table> = if request.timings {
+        ctx.activity();
+        eprintln!(
+            "{:<22} {:>9.3}s",
+            "(shared facts)",
+            started.elapsed().as_secs_f64()
+        );
+        names
+            .iter()
+            .map(|name| {
+                let t = Instant::now();
+                let table = analysis::run(name, &ctx).expect("names were checked");
+                eprintln!("{name:<22} {:>9.3}s", t.elapsed().as_secs_f64());
+                table
+            })
+            .collect()
+    } else {
+        analysis::run_all(&names, &ctx)
+            .into_iter()
+            .map(|t| t.expect("names were checked"))
+            .collect()
+    };
+    if request.timings {
+        eprintln!("{:<22} {:>9.3}s", "all", started.elapsed().as_secs_f64());
+    }
+    match request.format {
+        Output::Json => {
+            let mut json = serde_json::Map::new();
+            for (name, table) in names.iter().zip(&tables) {
+                json.insert((*name).to_owned(), serde_json::to_value(table)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Output::Csv => print!("{}", tables[0].to_csv()),
+        Output::Table => {
+            for (name, table) in names.iter().zip(&tables) {
+                println!("== {name} ({} rows)", table.rows.len());
+                println!("{}", table.to_text());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot rows of the customer ids in a file (one per line; - for stdin).
+fn segment_rows(snapshot: &analysis::Snapshot, path: &Path) -> Result<Vec<u32>> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading customer ids from stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading customer ids from {}", path.display()))?
+    };
+    let mut rows = Vec::new();
+    let mut unknown = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let id = line.trim();
+        if id.is_empty() {
+            continue;
+        }
+        match snapshot.customers.find(id) {
+            Some(ci) => rows.push(ci),
+            None => unknown.push(format!("{}:{}: {id}", path.display(), n + 1)),
+        }
+    }
+    if !unknown.is_empty() {
+        bail!(
+            "{} unknown customer id{}: {}{}",
+            unknown.len(),
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unknown.len() > 10 { ", ..." } else { "" }
+        );
+    }
+    Ok(rows)
 }
 
 /// Opens the store; a store that must already exist is not created by a typo.
@@ -461,6 +687,7 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     let db = dir.join(format!("store-{name}"));
     let store = open_store(&db, true)?;
     import(&*store, &data, false, false)?;
+    eprintln!("{}", describe_readiness(&open_snapshot(&*store, &db)?));
     println!();
     stats(&*store)?;
     print_summary(&dataset_summary(&*store)?);

@@ -3,4 +3,5 @@
 //! export, and the generator; it holds no domain logic of its own.
 
 pub mod cli;
+pub mod host;
 mod progress;

@@ -1,0 +1,801 @@
+//! The analysis snapshot: every record of the store as plain columns.
+//!
+//! Strings are dictionary-encoded (`Dict`), days and timestamps are
+//! integers, money is integer cents. Each customer's transaction lines and
+//! interactions are contiguous and in time order (`Lines`), so a customer's
+//! history is a slice, a basket is a run of equal days, and an as-of date
+//! cuts a prefix. A customer whose lines change gets them in an overlay
+//! until the next `compact`, so a write never moves the columns of others.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use model::{
+    Campaign, CampaignChannel, Customer, Date, EntityKind, Interaction, Product, Transaction,
+};
+
+/// Code of an absent value in a column of codes.
+pub const NONE: u32 = u32::MAX;
+/// An absent date.
+pub const NO_DAY: i32 = i32::MIN;
+/// An absent timestamp.
+pub const NO_TS: i64 = i64::MIN;
+
+/// Interned strings: each distinct value gets a code, in order of arrival.
+#[derive(Clone, Debug, Default)]
+pub struct Dict {
+    values: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Dict {
+    pub fn code(&mut self, value: &str) -> u32 {
+        if let Some(&code) = self.index.get(value) {
+            return code;
+        }
+        let code = self.values.len() as u32;
+        self.values.push(value.to_owned());
+        self.index.insert(value.to_owned(), code);
+        code
+    }
+
+    pub fn find(&self, value: &str) -> Option<u32> {
+        self.index.get(value).copied()
+    }
+
+    pub fn get(&self, code: u32) -> &str {
+        &self.values[code as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub(crate) fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    pub(crate) fn from_values(values: Vec<String>) -> Dict {
+        let index = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Dict { values, index }
+    }
+}
+
+/// Many strings in one buffer; a string can be replaced (the old bytes stay
+/// until the column is compacted).
+#[derive(Clone, Debug, Default)]
+pub struct Strings {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) spans: Vec<(u64, u32)>,
+}
+
+impl Strings {
+    pub fn get(&self, i: usize) -> &str {
+        let (start, len) = self.spans[i];
+        std::str::from_utf8(&self.bytes[start as usize..start as usize + len as usize])
+            .expect("only whole strings are stored")
+    }
+
+    pub fn push(&mut self, value: &str) {
+        self.spans
+            .push((self.bytes.len() as u64, value.len() as u32));
+        self.bytes.extend_from_slice(value.as_bytes());
+    }
+
+    pub fn set(&mut self, i: usize, value: &str) {
+        if self.get(i) != value {
+            self.spans[i] = (self.bytes.len() as u64, value.len() as u32);
+            self.bytes.extend_from_slice(value.as_bytes());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn compacted(&self) -> Strings {
+        let mut res = Strings::default();
+        for i in 0..self.len() {
+            res.push(self.get(i));
+        }
+        res
+    }
+}
+
+/// Declares a set of line columns, its borrowed slice, and their plumbing.
+macro_rules! columns {
+    ($(#[$doc:meta])* $cols:ident, $slice:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default)]
+        pub struct $cols {
+            $(pub $field: Vec<$ty>,)+
+        }
+
+        /// One customer's lines (or a prefix of them), column by column.
+        #[derive(Clone, Copy, Debug)]
+        pub struct $slice<'a> {
+            $(pub $field: &'a [$ty],)+
+        }
+
+        impl $cols {
+            pub fn len(&self) -> usize {
+                self.ts.len()
+            }
+
+            pub fn slice(&self, range: Range<usize>) -> $slice<'_> {
+                $slice { $($field: &self.$field[range.clone()],)+ }
+            }
+
+            pub fn all(&self) -> $slice<'_> {
+                self.slice(0..self.len())
+            }
+
+            pub fn extend(&mut self, from: $slice<'_>) {
+                $(self.$field.extend_from_slice(from.$field);)+
+            }
+
+            pub(crate) fn columns_mut(&mut self) -> Vec<&mut dyn crate::persist::Column> {
+                vec![$(&mut self.$field as &mut dyn crate::persist::Column,)+]
+            }
+
+            pub(crate) fn columns(&self) -> Vec<&dyn crate::persist::Column> {
+                vec![$(&self.$field as &dyn crate::persist::Column,)+]
+            }
+        }
+
+        impl<'a> $slice<'a> {
+            pub fn len(&self) -> usize {
+                self.ts.len()
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.ts.is_empty()
+            }
+
+            /// The first `n` lines.
+            pub fn prefix(&self, n: usize) -> $slice<'a> {
+                $slice { $($field: &self.$field[..n],)+ }
+            }
+
+            /// The lines before `limit` (a timestamp): a prefix, as lines are in time order.
+            pub fn before(&self, limit: i64) -> $slice<'a> {
+                self.prefix(self.ts.partition_point(|&ts| ts < limit))
+            }
+        }
+    };
+}
+
+columns!(
+    /// Transaction lines.
+    TxnCols, TxnSlice {
+        ts: i64,
+        product: u32,
+        quantity: u32,
+        amount: i64,
+        cost: i64,
+        channel: u8,
+        region: u32,
+    }
+);
+
+columns!(
+    /// Interactions.
+    InteractionCols, InteractionSlice {
+        ts: i64,
+        kind: u8,
+        department: u8,
+        product: u32,
+        rep: u32,
+        region: u32,
+        topic: u8,
+        resolved: i64,
+        rating: u8,
+        campaign: u32,
+    }
+);
+
+/// Lines of every customer: customer `ci`'s are `main[start[ci]..start[ci + 1]]`,
+/// unless they changed since the last compaction and are in `overlay`.
+#[derive(Clone, Debug, Default)]
+pub struct Lines<C> {
+    pub(crate) main: C,
+    pub(crate) start: Vec<u64>,
+    pub(crate) overlay: HashMap<u32, C>,
+    /// 1 for customers whose lines are in the overlay.
+    pub(crate) overlaid: Vec<u8>,
+}
+
+macro_rules! lines_impl {
+    ($cols:ident, $slice:ident) => {
+        impl Lines<$cols> {
+            pub fn of(&self, ci: u32) -> $slice<'_> {
+                let i = ci as usize;
+                if self.overlaid.get(i).copied() == Some(1) {
+                    return self.overlay[&ci].all();
+                }
+                match (self.start.get(i), self.start.get(i + 1)) {
+                    (Some(&a), Some(&b)) => self.main.slice(a as usize..b as usize),
+                    _ => self.main.slice(0..0),
+                }
+            }
+
+            /// Replaces the lines of customer `ci` (in time order).
+            pub fn set(&mut self, ci: u32, lines: $cols) {
+                let i = ci as usize;
+                if self.overlaid.len() <= i {
+                    self.overlaid.resize(i + 1, 0);
+                }
+                self.overlaid[i] = 1;
+                self.overlay.insert(ci, lines);
+            }
+
+            /// Lines in all (after the overlay).
+            pub fn len(&self, n_customers: usize) -> usize {
+                (0..n_customers as u32).map(|ci| self.of(ci).len()).sum()
+            }
+
+            /// Moves the overlay into the main columns.
+            pub fn compact(&mut self, n_customers: usize) {
+                if self.overlay.is_empty() && self.start.len() == n_customers + 1 {
+                    return;
+                }
+                let mut main = $cols::default();
+                let mut start = Vec::with_capacity(n_customers + 1);
+                start.push(0);
+                for ci in 0..n_customers as u32 {
+                    main.extend(self.of(ci));
+                    start.push(main.len() as u64);
+                }
+                *self = Lines {
+                    main,
+                    start,
+                    overlay: HashMap::new(),
+                    overlaid: Vec::new(),
+                };
+            }
+        }
+    };
+}
+
+lines_impl!(TxnCols, TxnSlice);
+lines_impl!(InteractionCols, InteractionSlice);
+
+/// Customers, one row each.
+#[derive(Clone, Debug, Default)]
+pub struct Customers {
+    pub ids: Strings,
+    pub names: Strings,
+    pub attributes: Strings,
+    pub gender: Vec<u8>,
+    pub birth: Vec<i32>,
+    pub region: Vec<u32>,
+    pub city: Vec<u32>,
+    pub channel: Vec<u8>,
+    pub joined: Vec<i32>,
+    pub tier: Vec<u32>,
+    /// Customer rows in id order.
+    pub(crate) by_id: Vec<u32>,
+    /// Position of each row in id order: ties between customers are broken by id.
+    pub rank: Vec<u32>,
+}
+
+impl Customers {
+    pub fn len(&self) -> usize {
+        self.gender.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gender.is_empty()
+    }
+
+    /// The row of the customer with this id.
+    pub fn find(&self, id: &str) -> Option<u32> {
+        self.by_id
+            .binary_search_by(|&ci| self.ids.get(ci as usize).cmp(id))
+            .ok()
+            .map(|p| self.by_id[p])
+    }
+
+    pub fn id(&self, ci: u32) -> &str {
+        self.ids.get(ci as usize)
+    }
+}
+
+/// Products, one row each.
+#[derive(Clone, Debug, Default)]
+pub struct Products {
+    pub skus: Vec<String>,
+    pub names: Vec<String>,
+    pub category: Vec<u32>,
+    pub brand: Vec<u32>,
+    pub price: Vec<i64>,
+    pub cost: Vec<i64>,
+    pub attributes: Vec<String>,
+    pub(crate) index: HashMap<String, u32>,
+}
+
+impl Products {
+    pub fn len(&self) -> usize {
+        self.skus.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.skus.is_empty()
+    }
+
+    pub fn find(&self, sku: &str) -> Option<u32> {
+        self.index.get(sku).copied()
+    }
+}
+
+/// A campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub channel: CampaignChannel,
+    pub start: i32,
+    pub end: i32,
+    pub cost: i64,
+}
+
+/// The dictionaries of the string columns.
+#[derive(Clone, Debug, Default)]
+pub struct Dicts {
+    /// Customer regions.
+    pub region: Dict,
+    pub city: Dict,
+    pub tier: Dict,
+    pub category: Dict,
+    pub brand: Dict,
+    /// Regions of transaction lines.
+    pub sale_region: Dict,
+    /// Regions of interactions.
+    pub contact_region: Dict,
+    pub rep: Dict,
+}
+
+/// Every record, as columns.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub customers: Customers,
+    pub products: Products,
+    /// In id order.
+    pub campaigns: Vec<CampaignRow>,
+    pub txns: Lines<TxnCols>,
+    pub interactions: Lines<InteractionCols>,
+    pub dicts: Dicts,
+    /// For each kind (in `EntityKind::ALL` order), the position of the
+    /// store's change log that this snapshot includes.
+    pub positions: [u64; 5],
+}
+
+fn kind_index(kind: EntityKind) -> usize {
+    EntityKind::ALL
+        .iter()
+        .position(|&k| k == kind)
+        .expect("every kind is in ALL")
+}
+
+impl Snapshot {
+    pub fn position(&self, kind: EntityKind) -> u64 {
+        self.positions[kind_index(kind)]
+    }
+
+    pub fn set_position(&mut self, kind: EntityKind, position: u64) {
+        self.positions[kind_index(kind)] = position;
+    }
+
+    /// Adds a customer, or replaces the one with the same id; its row. A new
+    /// customer has no lines until they are set.
+    pub fn upsert_customer(&mut self, customer: &Customer) -> u32 {
+        let d = &mut self.dicts;
+        let c = &mut self.customers;
+        let region = d.region.code(&customer.region);
+        let city = d.city.code(&customer.city);
+        let tier = d.tier.code(&customer.tier);
+        let birth = customer.birth_date.map_or(NO_DAY, Date::days);
+        let id = customer.customer_id.as_str();
+        let ci = match c
+            .by_id
+            .binary_search_by(|&ci| c.ids.get(ci as usize).cmp(id))
+        {
+            Ok(p) => {
+                let ci = c.by_id[p];
+                let i = ci as usize;
+                c.names.set(i, &customer.name);
+                c.attributes.set(i, customer.attributes.as_str());
+                c.gender[i] = customer.gender.index();
+                c.birth[i] = birth;
+                c.region[i] = region;
+                c.city[i] = city;
+                c.channel[i] = customer.channel.index();
+                c.joined[i] = customer.joined_at.days();
+                c.tier[i] = tier;
+                return ci;
+            }
+            Err(p) => {
+                let ci = c.len() as u32;
+                c.ids.push(id);
+                c.names.push(&customer.name);
+                c.attributes.push(customer.attributes.as_str());
+                c.gender.push(customer.gender.index());
+                c.birth.push(birth);
+                c.region.push(region);
+                c.city.push(city);
+                c.channel.push(customer.channel.index());
+                c.joined.push(customer.joined_at.days());
+                c.tier.push(tier);
+                c.by_id.insert(p, ci);
+                // Ranks at and after the insertion point move up by one.
+                for r in &mut c.rank {
+                    if *r as usize >= p {
+                        *r += 1;
+                    }
+                }
+                c.rank.push(p as u32);
+                ci
+            }
+        };
+        ci
+    }
+
+    pub fn upsert_product(&mut self, product: &Product) {
+        let category = self.dicts.category.code(&product.category);
+        let brand = self.dicts.brand.code(&product.brand);
+        let p = &mut self.products;
+        let i = match p.index.get(product.sku.as_str()) {
+            Some(&i) => i as usize,
+            None => {
+                let i = p.len();
+                p.skus.push(product.sku.as_str().to_owned());
+                p.names.push(String::new());
+                p.category.push(0);
+                p.brand.push(0);
+                p.price.push(0);
+                p.cost.push(0);
+                p.attributes.push(String::new());
+                p.index.insert(product.sku.as_str().to_owned(), i as u32);
+                i
+            }
+        };
+        p.names[i] = product.name.clone();
+        p.category[i] = category;
+        p.brand[i] = brand;
+        p.price[i] = product.unit_price.cents();
+        p.cost[i] = product.unit_cost.cents();
+        p.attributes[i] = product.attributes.as_str().to_owned();
+    }
+
+    pub fn upsert_campaign(&mut self, campaign: &Campaign) {
+        let row = CampaignRow {
+            id: campaign.campaign_id.as_str().to_owned(),
+            name: campaign.name.clone(),
+            channel: campaign.channel,
+            start: campaign.start_date.days(),
+            end: campaign.end_date.days(),
+            cost: campaign.cost.cents(),
+        };
+        match self
+            .campaigns
+            .binary_search_by(|c| c.id.as_str().cmp(&row.id))
+        {
+            Ok(i) => self.campaigns[i] = row,
+            Err(i) => self.campaigns.insert(i, row),
+        }
+    }
+
+    pub fn campaign(&self, id: &str) -> Option<u32> {
+        self.campaigns
+            .binary_search_by(|c| c.id.as_str().cmp(id))
+            .ok()
+            .map(|i| i as u32)
+    }
+
+    /// The transaction lines as columns, for customer `ci`'s lines in time order.
+    pub fn txn_columns(&mut self, lines: &[Transaction]) -> TxnCols {
+        let mut cols = TxnCols::default();
+        for t in lines {
+            cols.ts.push(t.ts.seconds());
+            cols.product
+                .push(self.products.find(t.sku.as_str()).unwrap_or(NONE));
+            cols.quantity.push(t.quantity);
+            cols.amount.push(t.amount.cents());
+            cols.cost.push(t.cost.cents());
+            cols.channel.push(t.channel.index());
+            cols.region.push(self.dicts.sale_region.code(&t.region));
+        }
+        cols
+    }
+
+    pub fn interaction_columns(&mut self, lines: &[Interaction]) -> InteractionCols {
+        let mut cols = InteractionCols::default();
+        for i in lines {
+            cols.ts.push(i.ts.seconds());
+            cols.kind.push(i.kind.index());
+            cols.department.push(i.department.index());
+            cols.product.push(
+                i.sku
+                    .as_ref()
+                    .and_then(|s| self.products.find(s.as_str()))
+                    .unwrap_or(NONE),
+            );
+            cols.rep
+                .push(i.rep.as_deref().map_or(NONE, |r| self.dicts.rep.code(r)));
+            cols.region.push(self.dicts.contact_region.code(&i.region));
+            cols.topic.push(i.topic.map_or(u8::MAX, |t| t.index()));
+            cols.resolved
+                .push(i.resolved_ts.map_or(NO_TS, |t| t.seconds()));
+            cols.rating.push(i.rating.unwrap_or(0));
+            cols.campaign.push(
+                i.campaign_id
+                    .as_ref()
+                    .and_then(|c| self.campaign(c.as_str()))
+                    .unwrap_or(NONE),
+            );
+        }
+        cols
+    }
+
+    /// Replaces customer `ci`'s transaction lines (given in time order).
+    pub fn set_transactions(&mut self, ci: u32, lines: &[Transaction]) {
+        let cols = self.txn_columns(lines);
+        self.txns.set(ci, cols);
+    }
+
+    /// Replaces customer `ci`'s interactions (given in time order).
+    pub fn set_interactions(&mut self, ci: u32, lines: &[Interaction]) {
+        let cols = self.interaction_columns(lines);
+        self.interactions.set(ci, cols);
+    }
+
+    /// Moves every change into the main columns and drops replaced strings.
+    pub fn compact(&mut self) {
+        let n = self.customers.len();
+        self.txns.compact(n);
+        self.interactions.compact(n);
+        let c = &mut self.customers;
+        c.ids = c.ids.compacted();
+        c.names = c.names.compacted();
+        c.attributes = c.attributes.compacted();
+    }
+
+    /// Number of transaction lines.
+    pub fn n_transactions(&self) -> usize {
+        self.txns.len(self.customers.len())
+    }
+
+    pub fn n_interactions(&self) -> usize {
+        self.interactions.len(self.customers.len())
+    }
+
+    /// Bytes of memory the columns take (approximately).
+    pub fn memory_bytes(&self) -> usize {
+        fn strings(s: &Strings) -> usize {
+            s.bytes.capacity() + s.spans.capacity() * 16
+        }
+        let c = &self.customers;
+        let mut total = strings(&c.ids) + strings(&c.names) + strings(&c.attributes);
+        total += c.gender.capacity() + c.channel.capacity();
+        total += 4
+            * (c.birth.capacity() + c.region.capacity() + c.city.capacity() + c.joined.capacity());
+        total += 4 * (c.tier.capacity() + c.by_id.capacity() + c.rank.capacity());
+        for column in self.txns.main.columns() {
+            total += column.bytes();
+        }
+        for column in self.interactions.main.columns() {
+            total += column.bytes();
+        }
+        total += self.txns.start.capacity() * 8 + self.interactions.start.capacity() * 8;
+        total
+    }
+}
+
+/// Builds a snapshot from records read in the store's scan order: customers
+/// in id order, then products and campaigns, then each kind of line grouped
+/// by customer in id order and in time order within a customer.
+#[derive(Default)]
+pub struct Builder {
+    snapshot: Snapshot,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    pub fn customer(&mut self, customer: &Customer) {
+        let c = &mut self.snapshot.customers;
+        let d = &mut self.snapshot.dicts;
+        let ci = c.len() as u32;
+        c.ids.push(customer.customer_id.as_str());
+        c.names.push(&customer.name);
+        c.attributes.push(customer.attributes.as_str());
+        c.gender.push(customer.gender.index());
+        c.birth.push(customer.birth_date.map_or(NO_DAY, Date::days));
+        c.region.push(d.region.code(&customer.region));
+        c.city.push(d.city.code(&customer.city));
+        c.channel.push(customer.channel.index());
+        c.joined.push(customer.joined_at.days());
+        c.tier.push(d.tier.code(&customer.tier));
+        c.by_id.push(ci);
+        c.rank.push(ci);
+    }
+
+    pub fn product(&mut self, product: &Product) {
+        self.snapshot.upsert_product(product);
+    }
+
+    pub fn campaign(&mut self, campaign: &Campaign) {
+        self.snapshot.upsert_campaign(campaign);
+    }
+
+    /// Customers, products and campaigns are in: lines can follow.
+    pub fn lines(self) -> LineBuilders {
+        let snapshot = self.snapshot;
+        let n = snapshot.customers.len();
+        LineBuilders {
+            txns: LineBuilder::new(n),
+            interactions: LineBuilder::new(n),
+            snapshot,
+        }
+    }
+}
+
+/// The snapshot's customers, products and campaigns, and one builder per
+/// kind of line: the two can be filled on two threads.
+pub struct LineBuilders {
+    pub snapshot: Snapshot,
+    pub txns: LineBuilder<TxnCols>,
+    pub interactions: LineBuilder<InteractionCols>,
+}
+
+/// Lines arriving grouped by customer in id order.
+pub struct LineBuilder<C> {
+    cols: C,
+    start: Vec<u64>,
+    current: Option<u32>,
+    customer_id: String,
+    pub(crate) region: Dict,
+    rep: Dict,
+}
+
+impl<C: Default> LineBuilder<C> {
+    fn new(n_customers: usize) -> LineBuilder<C> {
+        let mut start = Vec::with_capacity(n_customers + 1);
+        start.push(0);
+        LineBuilder {
+            cols: C::default(),
+            start,
+            current: None,
+            customer_id: String::new(),
+            region: Dict::default(),
+            rep: Dict::default(),
+        }
+    }
+}
+
+macro_rules! line_builder_common {
+    ($cols:ident) => {
+        impl LineBuilder<$cols> {
+            /// The row of the customer `id`, closing the runs of those before it.
+            fn enter(&mut self, customers: &Customers, id: &str) -> Option<u32> {
+                if self.current.is_some() && self.customer_id == id {
+                    return self.current;
+                }
+                let ci = customers.find(id)?;
+                // Customers without lines in between get empty runs.
+                while self.start.len() <= ci as usize {
+                    self.start.push(self.cols.len() as u64);
+                }
+                self.current = Some(ci);
+                self.customer_id.clear();
+                self.customer_id.push_str(id);
+                Some(ci)
+            }
+
+            fn finish(mut self, n_customers: usize) -> (Lines<$cols>, Dict, Dict) {
+                while self.start.len() <= n_customers {
+                    self.start.push(self.cols.len() as u64);
+                }
+                let lines = Lines {
+                    main: self.cols,
+                    start: self.start,
+                    overlay: HashMap::new(),
+                    overlaid: Vec::new(),
+                };
+                (lines, self.region, self.rep)
+            }
+        }
+    };
+}
+
+line_builder_common!(TxnCols);
+line_builder_common!(InteractionCols);
+
+impl LineBuilder<TxnCols> {
+    /// Adds a line; lines of customers the snapshot does not know are skipped.
+    pub fn add(&mut self, customers: &Customers, products: &Products, t: &Transaction) {
+        if self.enter(customers, t.customer_id.as_str()).is_none() {
+            return;
+        }
+        let c = &mut self.cols;
+        c.ts.push(t.ts.seconds());
+        c.product
+            .push(products.find(t.sku.as_str()).unwrap_or(NONE));
+        c.quantity.push(t.quantity);
+        c.amount.push(t.amount.cents());
+        c.cost.push(t.cost.cents());
+        c.channel.push(t.channel.index());
+        c.region.push(self.region.code(&t.region));
+    }
+}
+
+impl LineBuilder<InteractionCols> {
+    pub fn add(
+        &mut self,
+        customers: &Customers,
+        products: &Products,
+        campaigns: &[CampaignRow],
+        i: &Interaction,
+    ) {
+        if self.enter(customers, i.customer_id.as_str()).is_none() {
+            return;
+        }
+        let campaign = i
+            .campaign_id
+            .as_ref()
+            .and_then(|c| {
+                campaigns
+                    .binary_search_by(|r| r.id.as_str().cmp(c.as_str()))
+                    .ok()
+            })
+            .map_or(NONE, |i| i as u32);
+        let rep = i.rep.as_deref().map_or(NONE, |r| self.rep.code(r));
+        let c = &mut self.cols;
+        c.ts.push(i.ts.seconds());
+        c.kind.push(i.kind.index());
+        c.department.push(i.department.index());
+        c.product.push(
+            i.sku
+                .as_ref()
+                .and_then(|s| products.find(s.as_str()))
+                .unwrap_or(NONE),
+        );
+        c.rep.push(rep);
+        c.region.push(self.region.code(&i.region));
+        c.topic.push(i.topic.map_or(u8::MAX, |t| t.index()));
+        c.resolved
+            .push(i.resolved_ts.map_or(NO_TS, |t| t.seconds()));
+        c.rating.push(i.rating.unwrap_or(0));
+        c.campaign.push(campaign);
+    }
+}
+
+impl LineBuilders {
+    /// The finished snapshot.
+    pub fn finish(self) -> Snapshot {
+        let mut snapshot = self.snapshot;
+        let n = snapshot.customers.len();
+        let (txns, sale_region, _) = self.txns.finish(n);
+        let (interactions, contact_region, rep) = self.interactions.finish(n);
+        snapshot.txns = txns;
+        snapshot.interactions = interactions;
+        snapshot.dicts.sale_region = sale_region;
+        snapshot.dicts.contact_region = contact_region;
+        snapshot.dicts.rep = rep;
+        snapshot
+    }
+}
