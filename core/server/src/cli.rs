@@ -440,7 +440,7 @@ fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()
             .map(|name| {
                 let t = Instant::now();
                 let table = analysis::run(name, &ctx).expect("names were checked");
-                eprintln!("{name:<22} {:>9.3}s", t.elapsed().as_secs_f64());
+                eprintln!("{name:<22} {:>10.6}s", t.elapsed().as_secs_f64());
                 table
             })
             .collect()
@@ -451,7 +451,7 @@ fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()
             .collect()
     };
     if request.timings {
-        eprintln!("{:<22} {:>9.3}s", "all", started.elapsed().as_secs_f64());
+        eprintln!("{:<22} {:>10.6}s", "all", started.elapsed().as_secs_f64());
     }
     match request.format {
         Output::Json => {

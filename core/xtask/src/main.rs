@@ -14,13 +14,15 @@ fn main() -> Result<()> {
         Some("schemas") => schemas(),
         Some("test") => test(&args[1..]),
         Some("bench-import") => bench_import(&args[1..]),
+        Some("bench-analyses") => bench_analyses(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  test          build everything and run all tests (extra arguments go to cargo test)\n  \
                  schemas       write schemas/ from the model types\n  \
-                 bench-import  [--customers N]... import benchmark (see docs/BENCHMARKS.md)"
+                 bench-import  [--customers N]... import benchmark (see docs/BENCHMARKS.md)\n  \
+                 bench-analyses [--customers N]... analyses here and in DuckDB (see docs/BENCHMARKS.md)"
             );
             bail!("no task given")
         }
@@ -74,7 +76,7 @@ fn test(extra: &[String]) -> Result<()> {
 /// generate`), imported by a release build into a new store; then the store
 /// size, the reopen time, a second import of the same files, and DuckDB's
 /// load time of the same files when the duckdb Python package is installed.
-fn bench_import(args: &[String]) -> Result<()> {
+fn bench_sizes(args: &[String]) -> Result<Vec<u32>> {
     let mut sizes: Vec<u32> = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -91,6 +93,11 @@ fn bench_import(args: &[String]) -> Result<()> {
     if sizes.is_empty() {
         sizes = vec![100_000, 1_000_000];
     }
+    Ok(sizes)
+}
+
+fn bench_import(args: &[String]) -> Result<()> {
+    let sizes = bench_sizes(args)?;
     let root = root();
     cargo(&["build", "--release", "--bin", "crm"])?;
     let crm = root.join("target/release/crm");
@@ -258,3 +265,187 @@ print(sorted(times)[1])
         .parse()
         .ok()
 }
+
+/// The analysis benchmark of docs/BENCHMARKS.md: on the same data set,
+/// every analysis here (store imported, snapshot loaded, each analysis
+/// timed three times, median) and in DuckDB (run_reference.py: tables
+/// loaded, three runs, medians), with their ratio; plus the snapshot's
+/// memory and the time from starting `crm` to the first answer.
+fn bench_analyses(args: &[String]) -> Result<()> {
+    let sizes = bench_sizes(args)?;
+    let root = root();
+    cargo(&["build", "--release", "--bin", "crm"])?;
+    let crm = root.join("target/release/crm");
+    let bench = root.join("target/bench");
+    let run_reference = root.join("../shared/refdata/run_reference.py");
+    let gen_py = root.join("../shared/refdata/gen.py");
+    if !run_reference.exists() {
+        bail!(
+            "this benchmark compares with DuckDB and needs ../shared/refdata (and `pip install duckdb`)"
+        );
+    }
+    for n in sizes {
+        let data = bench.join(format!("retail-{n}"));
+        if !data.join("interactions.csv").exists() {
+            let (n_text, data_text, script) = (
+                n.to_string(),
+                data.display().to_string(),
+                gen_py.display().to_string(),
+            );
+            run(
+                "python3",
+                &[
+                    &script,
+                    "--industry",
+                    "retail",
+                    "--customers",
+                    &n_text,
+                    "--seed",
+                    "7",
+                    "--out",
+                    &data_text,
+                    "--quiet",
+                ],
+            )?;
+        }
+        let store = bench.join(format!("store-{n}"));
+        let store_arg = store.to_str().context("a UTF-8 path")?;
+        if !store.join(CHECKPOINT).exists() {
+            let _ = std::fs::remove_dir_all(&store);
+            timed(
+                &crm,
+                &[
+                    "import",
+                    "-q",
+                    "--db",
+                    store_arg,
+                    data.to_str().context("a UTF-8 path")?,
+                ],
+            )?;
+        }
+        // Start to first answer: a new process opens the store, reads the
+        // checkpoint and answers one analysis.
+        let mut first: Vec<f64> = (0..3)
+            .map(|_| {
+                timed(
+                    &crm,
+                    &[
+                        "analyze",
+                        "--db",
+                        store_arg,
+                        "dataset_summary",
+                        "--format",
+                        "json",
+                    ],
+                )
+                .map(|(s, _)| s)
+            })
+            .collect::<Result<_>>()?;
+        first.sort_by(f64::total_cmp);
+        let mut ours: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        let mut readiness = String::new();
+        for _ in 0..3 {
+            let out = Command::new(&crm)
+                .args([
+                    "analyze",
+                    "--db",
+                    store_arg,
+                    "--all",
+                    "--timings",
+                    "--format",
+                    "json",
+                ])
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "crm analyze failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            for line in String::from_utf8_lossy(&out.stderr).lines() {
+                if line.starts_with("analysis snapshot:") {
+                    readiness = line.to_owned();
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                if let (Some(name), Some(secs)) = (parts.next(), parts.next()) {
+                    if let Ok(secs) = secs.trim_end_matches('s').parse::<f64>() {
+                        ours.entry(name.to_owned()).or_default().push(secs);
+                    }
+                }
+            }
+        }
+        let times = bench.join(format!("duckdb-times-{n}.json"));
+        let out = Command::new("python3")
+            .args([
+                run_reference.to_str().context("a UTF-8 path")?,
+                "--data",
+                data.to_str().context("a UTF-8 path")?,
+                "--repeat",
+                "3",
+                "--threads",
+                "2",
+                "--quiet",
+                "--times-out",
+                times.to_str().context("a UTF-8 path")?,
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "run_reference.py failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let duck: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&times)?)?;
+        let median = |v: &Vec<f64>| {
+            let mut v = v.clone();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!("\n{n} customers ({readiness})");
+        println!(
+            "start to first answer (new process, median of 3): {:.2} s",
+            first[1]
+        );
+        println!("\n| analysis | crm | DuckDB | crm / DuckDB |");
+        println!("|---|---|---|---|");
+        let (mut total_ours, mut total_duck) = (0.0, 0.0);
+        let shared = ours.get("shared_facts").map(median).unwrap_or(0.0);
+        let names: Vec<String> = duck["analyses_s"]
+            .as_object()
+            .context("DuckDB times")?
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            let d = duck["analyses_s"][&name].as_f64().unwrap_or(0.0);
+            let o = ours.get(&name).map(median).unwrap_or(f64::NAN);
+            total_ours += o;
+            total_duck += d;
+            println!(
+                "| {name} | {:.2} ms | {:.1} ms | {:.3} |",
+                o * 1000.0,
+                d * 1000.0,
+                o / d
+            );
+        }
+        total_ours += shared;
+        println!(
+            "| per-customer facts, shared by the analyses | {:.2} ms | | |",
+            shared * 1000.0
+        );
+        println!(
+            "| **all** | **{:.1} ms** | **{:.1} ms** | **{:.3}** |",
+            total_ours * 1000.0,
+            total_duck * 1000.0,
+            total_ours / total_duck
+        );
+        println!(
+            "DuckDB load of the same files: {:.2} s",
+            duck["load_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+const CHECKPOINT: &str = "crm-analysis.snapshot";
