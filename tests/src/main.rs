@@ -1,6 +1,7 @@
 //! Integration tests of the CRM: real data sets, real files, the real `crm`
 //! binary. One module per area; `support` holds what they share.
 
+mod analyses;
 mod cli;
 mod import;
 mod support;

@@ -1,12 +1,12 @@
 //! Who the customers are and how the base grows: profiling_overview,
 //! prospecting, prospecting_trend.
 
-use std::collections::HashMap;
-
 use model::{Date, Gender};
+use rayon::prelude::*;
 
-use crate::context::Context;
+use crate::context::{Context, Months};
 use crate::sales::tier_order;
+use crate::snapshot::NO_DAY;
 use crate::table::{Table, Value, ratio, share};
 
 const AGE_BUCKETS: [&str; 7] = ["<25", "25-34", "35-44", "45-54", "55-64", "65+", "unknown"];
@@ -28,17 +28,35 @@ pub(crate) fn profiling_overview(ctx: &Context<'_>) -> Table {
     let c = &ctx.s.customers;
     let d = &ctx.s.dicts;
     let n = ctx.members.len();
-    let mut gender: HashMap<u8, u64> = HashMap::new();
-    let mut ages = [0u64; 7];
-    let mut region: HashMap<u32, u64> = HashMap::new();
-    let mut tier: HashMap<u32, u64> = HashMap::new();
-    for &ci in &ctx.members {
-        let i = ci as usize;
-        *gender.entry(c.gender[i]).or_default() += 1;
-        ages[age_bucket(ctx.age(ci))] += 1;
-        *region.entry(c.region[i]).or_default() += 1;
-        *tier.entry(c.tier[i]).or_default() += 1;
-    }
+    let as_of = ctx.as_of.map(Date::ymd);
+    // Counts per gender, age bucket, region code and tier code, on both cores.
+    let (n_regions, n_tiers) = (d.region.len(), d.tier.len());
+    let width = 3 + 7 + n_regions + n_tiers;
+    let counts = ctx
+        .members
+        .par_iter()
+        .fold(
+            || vec![0u64; width],
+            |mut acc, &ci| {
+                let i = ci as usize;
+                acc[c.gender[i] as usize] += 1;
+                let age = match (as_of, c.birth[i]) {
+                    (Some((ay, am, ad)), birth) if birth != NO_DAY => {
+                        let (by, bm, bd) = Date::from_days(birth).ymd();
+                        Some(ay - by - i32::from((am, ad) < (bm, bd)))
+                    }
+                    _ => None,
+                };
+                acc[3 + age_bucket(age)] += 1;
+                acc[10 + c.region[i] as usize] += 1;
+                acc[10 + n_regions + c.tier[i] as usize] += 1;
+                acc
+            },
+        )
+        .reduce(
+            || vec![0u64; width],
+            |a, b| a.iter().zip(b).map(|(x, y)| x + y).collect(),
+        );
     let mut push = |dimension: &str, bucket: &str, count: u64| {
         t.push(vec![
             dimension.into(),
@@ -48,28 +66,33 @@ pub(crate) fn profiling_overview(ctx: &Context<'_>) -> Table {
         ]);
     };
     push("total", "all", n as u64);
-    let mut genders: Vec<(&str, u64)> = gender
-        .into_iter()
-        .map(|(g, count)| (Gender::from_index(g).map_or("", Gender::as_str), count))
+    let mut genders: Vec<(&str, u64)> = (0..3u8)
+        .filter(|&g| counts[g as usize] > 0)
+        .map(|g| {
+            (
+                Gender::from_index(g).map_or("", Gender::as_str),
+                counts[g as usize],
+            )
+        })
         .collect();
     genders.sort();
     for (g, count) in genders {
         push("gender", g, count);
     }
-    for (bucket, count) in AGE_BUCKETS.iter().zip(ages) {
-        push("age", bucket, count);
+    for (k, bucket) in AGE_BUCKETS.iter().enumerate() {
+        push("age", bucket, counts[3 + k]);
     }
-    let mut regions: Vec<(&str, u64)> = region
-        .into_iter()
-        .map(|(r, count)| (d.region.get(r), count))
+    let mut regions: Vec<(&str, u64)> = (0..n_regions)
+        .filter(|&r| counts[10 + r] > 0)
+        .map(|r| (d.region.get(r as u32), counts[10 + r]))
         .collect();
     regions.sort();
     for (r, count) in regions {
         push("region", r, count);
     }
-    let mut tiers: Vec<(&str, u64)> = tier
-        .into_iter()
-        .map(|(r, count)| (d.tier.get(r), count))
+    let mut tiers: Vec<(&str, u64)> = (0..n_tiers)
+        .filter(|&k| counts[10 + n_regions + k] > 0)
+        .map(|k| (d.tier.get(k as u32), counts[10 + n_regions + k]))
         .collect();
     tiers.sort_by(|a, b| tier_order(a.0).cmp(&tier_order(b.0)));
     for (name, count) in tiers {
@@ -82,14 +105,26 @@ fn month_text(m: i32) -> String {
     format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1)
 }
 
-/// New customers per month index, for the members.
-fn joined_per_month(ctx: &Context<'_>) -> HashMap<i32, u64> {
-    let mut res = HashMap::new();
-    for &ci in &ctx.members {
-        *res.entry(Date::from_days(ctx.s.customers.joined[ci as usize]).month_index())
-            .or_default() += 1;
-    }
-    res
+/// New customers per month of `months` (the members who joined then).
+fn joined_per_month(ctx: &Context<'_>, first: i32, last: i32) -> Vec<u64> {
+    let months = Months::new(first, last);
+    let joined = &ctx.s.customers.joined;
+    let width = (last - first + 1) as usize;
+    ctx.members
+        .par_iter()
+        .fold(
+            || vec![0u64; width],
+            |mut acc, &ci| {
+                if let Some(m) = months.of(joined[ci as usize]) {
+                    acc[(m - first) as usize] += 1;
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0u64; width],
+            |a, b| a.iter().zip(b).map(|(x, y)| x + y).collect(),
+        )
 }
 
 /// The least-squares line through `(x, y)` points: (slope, intercept),
@@ -122,9 +157,10 @@ pub(crate) fn prospecting(ctx: &Context<'_>) -> Table {
     let Some(last) = last_month(ctx) else {
         return t;
     };
-    let joined = joined_per_month(ctx);
-    let counts: Vec<f64> = (1..=24)
-        .map(|x| *joined.get(&(last - 24 + x)).unwrap_or(&0) as f64)
+    // counts[x - 1] for x = 1..24: the months last - 23 ..= last.
+    let counts: Vec<f64> = joined_per_month(ctx, last - 23, last)
+        .into_iter()
+        .map(|n| n as f64)
         .collect();
     for (x, &n) in (1..=24).zip(&counts) {
         t.push(vec![
@@ -150,12 +186,13 @@ pub(crate) fn prospecting(ctx: &Context<'_>) -> Table {
 pub(crate) fn prospecting_trend(ctx: &Context<'_>) -> Table {
     let mut t = Table::new(&["slope", "intercept", "months_fitted"]);
     let joined = match last_month(ctx) {
-        Some(_) => joined_per_month(ctx),
-        None => HashMap::new(),
+        Some(last) => joined_per_month(ctx, last - 11, last),
+        None => vec![0; 12],
     };
-    let last = last_month(ctx).unwrap_or(0);
-    let points: Vec<(f64, f64)> = (1..=12)
-        .map(|x| (x as f64, *joined.get(&(last - 12 + x)).unwrap_or(&0) as f64))
+    let points: Vec<(f64, f64)> = joined
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| ((k + 1) as f64, n as f64))
         .collect();
     let (slope, intercept) = least_squares(&points);
     t.push(vec![ratio(slope, 2), ratio(intercept, 2), 12u64.into()]);

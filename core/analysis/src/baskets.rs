@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use crate::context::{Context, day};
+use crate::context::{Context, Months, day};
 use crate::snapshot::{NONE, TxnSlice};
 use crate::table::{Table, Value, ratio};
 
@@ -215,6 +215,7 @@ pub(crate) fn product_distribution(ctx: &Context<'_>) -> Table {
         return t;
     };
     let last = as_of.add_days(-1).month_index();
+    let months = Months::new(last - 11, last);
     let s = ctx.s;
     let sums: HashMap<(u32, u32, i32), (i64, i64)> = ctx
         .members
@@ -224,8 +225,10 @@ pub(crate) fn product_distribution(ctx: &Context<'_>) -> Table {
             |mut acc: HashMap<(u32, u32, i32), (i64, i64)>, &ci| {
                 let lines = ctx.txns(ci);
                 for i in 0..lines.len() {
-                    let m = model::Date::from_days(day(lines.ts[i])).month_index();
-                    if m <= last - 12 || m > last || lines.product[i] == NONE {
+                    let Some(m) = months.of(day(lines.ts[i])) else {
+                        continue;
+                    };
+                    if lines.product[i] == NONE {
                         continue;
                     }
                     let key = (

@@ -35,6 +35,9 @@ pub struct Activity {
     pub baskets: u32,
     pub first_day: i32,
     pub last_day: i32,
+    /// Timestamps of the first and last line.
+    pub first_ts: i64,
+    pub last_ts: i64,
     /// Sum of amounts and costs, in cents.
     pub revenue: i64,
     pub cost: i64,
@@ -66,14 +69,7 @@ impl<'s> Context<'s> {
         let n = s.customers.len();
         let (as_of, cutoff) = match scope.as_of {
             Some(day) => (Some(day), day.start().seconds()),
-            None => {
-                // The day after the last transaction of all customers.
-                let last = (0..n as u32)
-                    .into_par_iter()
-                    .filter_map(|ci| s.txns.of(ci).ts.last().copied())
-                    .max();
-                (last.map(|ts| Date::from_days(day(ts) + 1)), i64::MAX)
-            }
+            None => (s.default_as_of(), i64::MAX),
         };
         let mut members: Vec<u32> = match &scope.customers {
             Some(rows) => {
@@ -131,8 +127,12 @@ impl<'s> Context<'s> {
         self.members.par_iter().map(|&ci| f(ci)).collect()
     }
 
-    /// Each customer's activity, by row (all-zero for customers out of scope).
+    /// Each customer's activity, by row (read only for the members).
     pub fn activity(&self) -> &[Activity] {
+        if self.cutoff == i64::MAX {
+            // Over all lines: the snapshot keeps it current.
+            return &self.s.activity;
+        }
         self.activity.get_or_init(|| {
             let mut res = vec![Activity::default(); self.s.customers.len()];
             let computed = self.per_member(|ci| activity(self.txns(ci)));
@@ -231,6 +231,38 @@ pub(crate) fn activity(lines: TxnSlice<'_>) -> Activity {
     if let (Some(&first), Some(&last)) = (lines.ts.first(), lines.ts.last()) {
         a.first_day = day(first);
         a.last_day = day(last);
+        a.first_ts = first;
+        a.last_ts = last;
     }
     a
+}
+
+/// Calendar months around a run's as-of day: maps a day to its month index
+/// with a few comparisons instead of a calendar conversion.
+pub(crate) struct Months {
+    /// Month index of the first month covered.
+    first: i32,
+    /// First day of each covered month, and of the month after the last.
+    starts: Vec<i32>,
+}
+
+impl Months {
+    /// Months `first..=last` (month indexes, `year * 12 + month - 1`).
+    pub(crate) fn new(first: i32, last: i32) -> Months {
+        let starts = (first..=last + 1)
+            .map(|m| {
+                Date::from_ymd(m.div_euclid(12), m.rem_euclid(12) as u32 + 1, 1)
+                    .map_or(i32::MAX, Date::days)
+            })
+            .collect();
+        Months { first, starts }
+    }
+
+    /// The month index of `day`, if it is in a covered month.
+    pub(crate) fn of(&self, day: i32) -> Option<i32> {
+        if day < self.starts[0] || day >= self.starts[self.starts.len() - 1] {
+            return None;
+        }
+        Some(self.first + self.starts.partition_point(|&s| s <= day) as i32 - 1)
+    }
 }

@@ -38,6 +38,8 @@ fn invalid(why: impl Into<String>) -> CheckpointError {
 /// A column of plain values, written and read as raw bytes.
 pub(crate) trait Column {
     fn bytes(&self) -> usize;
+    fn reserve(&mut self, additional: usize);
+    fn shrink(&mut self);
     fn write_to(&self, out: &mut Out<'_>) -> std::io::Result<()>;
     fn read_from(&mut self, input: &mut In<'_>) -> Result<(), CheckpointError>;
 }
@@ -45,6 +47,14 @@ pub(crate) trait Column {
 impl<T: Pod> Column for Vec<T> {
     fn bytes(&self) -> usize {
         self.capacity() * size_of::<T>()
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.reserve_exact(additional);
+    }
+
+    fn shrink(&mut self) {
+        self.shrink_to_fit();
     }
 
     fn write_to(&self, out: &mut Out<'_>) -> std::io::Result<()> {
@@ -136,6 +146,13 @@ struct SmallTables {
 }
 
 fn write_strings(out: &mut Out<'_>, strings: &Strings) -> std::io::Result<()> {
+    if strings.is_compact() {
+        let mut offsets = Vec::with_capacity(strings.len() + 1);
+        offsets.push(0u64);
+        offsets.extend(strings.spans.iter().map(|&(start, len)| start + len as u64));
+        out.array(&strings.bytes)?;
+        return out.array(&offsets);
+    }
     let mut offsets = Vec::with_capacity(strings.len() + 1);
     let mut bytes = Vec::with_capacity(strings.bytes.len());
     offsets.push(0u64);
@@ -388,7 +405,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
             })
         })
         .collect::<Result<Vec<_>, CheckpointError>>()?;
-    Ok(Snapshot {
+    let mut snapshot = Snapshot {
         customers,
         products,
         campaigns,
@@ -396,5 +413,9 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         interactions,
         dicts,
         positions,
-    })
+        activity: Vec::new(),
+        last_ts: None,
+    };
+    snapshot.derive();
+    Ok(snapshot)
 }

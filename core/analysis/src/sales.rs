@@ -23,7 +23,7 @@ pub(crate) fn top<T: Copy + Send, K: Ord>(
         items.select_nth_unstable_by(k - 1, |a, b| key(a).cmp(&key(b)));
         items.truncate(k);
     }
-    items.sort_by(|a, b| key(a).cmp(&key(b)));
+    items.sort_by_key(|a| key(a));
     items.truncate(k);
     items
 }
@@ -48,24 +48,35 @@ pub(crate) fn dataset_summary(ctx: &Context<'_>) -> Table {
         "quantity",
     ]);
     let activity = ctx.activity();
-    let (mut lines, mut revenue, mut cost, mut quantity) = (0u64, 0i64, 0i64, 0u64);
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
-    for &ci in &ctx.members {
-        let a = &activity[ci as usize];
-        if a.lines == 0 {
-            continue;
-        }
-        let txns = ctx.txns(ci);
-        first = first.min(txns.ts[0]);
-        last = last.max(txns.ts[txns.len() - 1]);
-        lines += a.lines as u64;
-        revenue += a.revenue;
-        cost += a.cost;
-        quantity += a.quantity;
-    }
+    let (lines, revenue, cost, quantity, first, last) = ctx
+        .members
+        .par_iter()
+        .map(|&ci| {
+            let a = &activity[ci as usize];
+            let (first, last) = if a.lines == 0 {
+                (i64::MAX, i64::MIN)
+            } else {
+                (a.first_ts, a.last_ts)
+            };
+            (a.lines as u64, a.revenue, a.cost, a.quantity, first, last)
+        })
+        .reduce(
+            || (0, 0, 0, 0, i64::MAX, i64::MIN),
+            |a, b| {
+                (
+                    a.0 + b.0,
+                    a.1 + b.1,
+                    a.2 + b.2,
+                    a.3 + b.3,
+                    a.4.min(b.4),
+                    a.5.max(b.5),
+                )
+            },
+        );
     let interactions: usize = ctx
-        .per_member(|ci| ctx.interactions(ci).len())
-        .into_iter()
+        .members
+        .par_iter()
+        .map(|&ci| ctx.interactions(ci).len())
         .sum();
     let any = lines > 0;
     t.push(vec![
@@ -317,6 +328,9 @@ pub(crate) fn profitability_top(ctx: &Context<'_>) -> Table {
     t
 }
 
+/// Revenue, quantity and lines of a cell.
+type Sums = (i64, i64, i64);
+
 pub(crate) fn performance(ctx: &Context<'_>) -> Table {
     let mut t = Table::new(&[
         "category", "channel", "region", "revenue", "quantity", "lines",
@@ -359,7 +373,7 @@ pub(crate) fn performance(ctx: &Context<'_>) -> Table {
                 a
             },
         );
-    let mut rows: Vec<(&str, &str, &str, (i64, i64, i64))> = Vec::new();
+    let mut rows: Vec<(&str, &str, &str, Sums)> = Vec::new();
     for (cell, &sum) in sums.iter().enumerate() {
         if sum.2 == 0 {
             continue;

@@ -13,6 +13,9 @@ use std::ops::Range;
 use model::{
     Campaign, CampaignChannel, Customer, Date, EntityKind, Interaction, Product, Transaction,
 };
+use rayon::prelude::*;
+
+use crate::context::{Activity, activity};
 
 /// Code of an absent value in a column of codes.
 pub const NONE: u32 = u32::MAX;
@@ -105,12 +108,27 @@ impl Strings {
         self.spans.is_empty()
     }
 
-    fn compacted(&self) -> Strings {
+    /// Whether the strings lie one after the other with nothing between.
+    pub(crate) fn is_compact(&self) -> bool {
+        let mut end = 0u64;
+        for &(start, len) in &self.spans {
+            if start != end {
+                return false;
+            }
+            end += len as u64;
+        }
+        end == self.bytes.len() as u64
+    }
+
+    fn compacted(&mut self) {
+        if self.is_compact() {
+            return;
+        }
         let mut res = Strings::default();
         for i in 0..self.len() {
             res.push(self.get(i));
         }
-        res
+        *self = res;
     }
 }
 
@@ -132,6 +150,10 @@ macro_rules! columns {
         impl $cols {
             pub fn len(&self) -> usize {
                 self.ts.len()
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.ts.is_empty()
             }
 
             pub fn slice(&self, range: Range<usize>) -> $slice<'_> {
@@ -380,6 +402,10 @@ pub struct Snapshot {
     /// For each kind (in `EntityKind::ALL` order), the position of the
     /// store's change log that this snapshot includes.
     pub positions: [u64; 5],
+    /// Each customer's activity over all their lines, kept current with them.
+    pub(crate) activity: Vec<Activity>,
+    /// The time of the last transaction line of all.
+    pub(crate) last_ts: Option<i64>,
 }
 
 fn kind_index(kind: EntityKind) -> usize {
@@ -408,7 +434,7 @@ impl Snapshot {
         let tier = d.tier.code(&customer.tier);
         let birth = customer.birth_date.map_or(NO_DAY, Date::days);
         let id = customer.customer_id.as_str();
-        let ci = match c
+        match c
             .by_id
             .binary_search_by(|&ci| c.ids.get(ci as usize).cmp(id))
         {
@@ -424,7 +450,7 @@ impl Snapshot {
                 c.channel[i] = customer.channel.index();
                 c.joined[i] = customer.joined_at.days();
                 c.tier[i] = tier;
-                return ci;
+                ci
             }
             Err(p) => {
                 let ci = c.len() as u32;
@@ -446,10 +472,10 @@ impl Snapshot {
                     }
                 }
                 c.rank.push(p as u32);
+                self.activity.push(Activity::default());
                 ci
             }
-        };
-        ci
+        }
     }
 
     pub fn upsert_product(&mut self, product: &Product) {
@@ -552,7 +578,34 @@ impl Snapshot {
     /// Replaces customer `ci`'s transaction lines (given in time order).
     pub fn set_transactions(&mut self, ci: u32, lines: &[Transaction]) {
         let cols = self.txn_columns(lines);
+        let new = activity(cols.all());
+        let old = std::mem::replace(&mut self.activity[ci as usize], new);
         self.txns.set(ci, cols);
+        if new.lines > 0 && self.last_ts.is_none_or(|last| new.last_ts > last) {
+            self.last_ts = Some(new.last_ts);
+        } else if old.lines > 0
+            && Some(old.last_ts) == self.last_ts
+            && (new.lines == 0 || new.last_ts < old.last_ts)
+        {
+            // This customer held the last transaction of all: look again.
+            self.last_ts = last_ts(&self.activity);
+        }
+    }
+
+    /// Recomputes what is derived from the lines (after reading a checkpoint).
+    pub(crate) fn derive(&mut self) {
+        let n = self.customers.len() as u32;
+        self.activity = (0..n)
+            .into_par_iter()
+            .map(|ci| activity(self.txns.of(ci)))
+            .collect();
+        self.last_ts = last_ts(&self.activity);
+    }
+
+    /// The day after the last transaction's day.
+    pub fn default_as_of(&self) -> Option<Date> {
+        self.last_ts
+            .map(|ts| Date::from_days(crate::context::day(ts) + 1))
     }
 
     /// Replaces customer `ci`'s interactions (given in time order).
@@ -567,9 +620,9 @@ impl Snapshot {
         self.txns.compact(n);
         self.interactions.compact(n);
         let c = &mut self.customers;
-        c.ids = c.ids.compacted();
-        c.names = c.names.compacted();
-        c.attributes = c.attributes.compacted();
+        c.ids.compacted();
+        c.names.compacted();
+        c.attributes.compacted();
     }
 
     /// Number of transaction lines.
@@ -599,6 +652,7 @@ impl Snapshot {
             total += column.bytes();
         }
         total += self.txns.start.capacity() * 8 + self.interactions.start.capacity() * 8;
+        total += self.activity.capacity() * size_of::<Activity>();
         total
     }
 }
@@ -644,13 +698,26 @@ impl Builder {
 
     /// Customers, products and campaigns are in: lines can follow.
     pub fn lines(self) -> LineBuilders {
+        self.lines_with_capacity(0, 0)
+    }
+
+    /// As `lines`, with room for this many lines of each kind, so the
+    /// columns are allocated once at their final size.
+    pub fn lines_with_capacity(self, txns: usize, interactions: usize) -> LineBuilders {
         let snapshot = self.snapshot;
         let n = snapshot.customers.len();
-        LineBuilders {
+        let mut builders = LineBuilders {
             txns: LineBuilder::new(n),
             interactions: LineBuilder::new(n),
             snapshot,
+        };
+        for column in builders.txns.cols.columns_mut() {
+            column.reserve(txns);
         }
+        for column in builders.interactions.cols.columns_mut() {
+            column.reserve(interactions);
+        }
+        builders
     }
 }
 
@@ -709,6 +776,9 @@ macro_rules! line_builder_common {
             fn finish(mut self, n_customers: usize) -> (Lines<$cols>, Dict, Dict) {
                 while self.start.len() <= n_customers {
                     self.start.push(self.cols.len() as u64);
+                }
+                for column in self.cols.columns_mut() {
+                    column.shrink();
                 }
                 let lines = Lines {
                     main: self.cols,
@@ -796,6 +866,16 @@ impl LineBuilders {
         snapshot.dicts.sale_region = sale_region;
         snapshot.dicts.contact_region = contact_region;
         snapshot.dicts.rep = rep;
+        snapshot.derive();
         snapshot
     }
+}
+
+/// The last transaction time over all customers' activity.
+fn last_ts(activity: &[Activity]) -> Option<i64> {
+    activity
+        .par_iter()
+        .filter(|a| a.lines > 0)
+        .map(|a| a.last_ts)
+        .max()
 }

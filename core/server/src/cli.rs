@@ -72,9 +72,18 @@ enum Command {
         customers: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         format: Output,
-        /// Print how long each analysis took to stderr
+        /// Print to stderr how long each analysis takes alone, and all together
         #[arg(long)]
         timings: bool,
+    },
+    /// Bring the analysis snapshot of a store up to date and save it (crm
+    /// import does this itself)
+    Snapshot {
+        #[command(flatten)]
+        db: Db,
+        /// Build it anew from the store instead of reading its checkpoint
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Write the store's records as the same five CSV files into DIR
     Export {
@@ -193,10 +202,17 @@ fn run(command: Command) -> Result<()> {
         } => {
             let store = open_store(&db.db, true)?;
             import(&*store, &dir, skip_invalid, quiet)?;
-            let opened = open_snapshot(&*store, &db.db)?;
-            if !quiet {
-                eprintln!("{}", describe_readiness(&opened));
-            }
+            // The snapshot is refreshed by a process of its own, so that the
+            // import's memory and the snapshot's are not added up.
+            drop(store);
+            refresh_snapshot_in_child(&db.db, quiet)
+        }
+        Command::Snapshot { db, rebuild } => {
+            let store = open_store(&db.db, false)?;
+            let path = crate::host::checkpoint_path(&db.db);
+            let opened = crate::host::open_with(&*store, &path, rebuild)
+                .context("preparing the analysis snapshot")?;
+            eprintln!("{}", describe_readiness(&opened));
             Ok(())
         }
         Command::Analyze {
@@ -364,6 +380,27 @@ fn parse_record(kind: EntityKind, json: &str) -> Result<model::Record> {
     Ok(record)
 }
 
+/// Runs `crm snapshot --db DB` as a child process.
+fn refresh_snapshot_in_child(db: &Path, quiet: bool) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the crm binary")?;
+    let out = std::process::Command::new(exe)
+        .arg("snapshot")
+        .arg("--db")
+        .arg(db)
+        .output()
+        .context("refreshing the analysis snapshot")?;
+    if !out.status.success() {
+        bail!(
+            "refreshing the analysis snapshot failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if !quiet {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// The analysis snapshot of the store in directory `db`, current.
 fn open_snapshot(store: &dyn Store, db: &Path) -> Result<crate::host::Opened> {
     crate::host::open(store, &crate::host::checkpoint_path(db))
@@ -426,33 +463,33 @@ fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()
         .map(|path| segment_rows(snapshot, path))
         .transpose()?;
     let scope = analysis::Scope { as_of, customers };
-    let ctx = analysis::Context::new(snapshot, &scope);
-    let started = Instant::now();
     let tables: Vec<analysis::Table> = if request.timings {
-        ctx.activity();
+        // Each analysis alone, on a context of its own: it pays for all it needs.
+        for name in &names {
+            let started = Instant::now();
+            let ctx = analysis::Context::new(snapshot, &scope);
+            analysis::run(name, &ctx).expect("names were checked");
+            eprintln!("{name:<22} {:>10.6}s", started.elapsed().as_secs_f64());
+        }
+        let started = Instant::now();
+        let ctx = analysis::Context::new(snapshot, &scope);
+        let tables = analysis::run_all(&names, &ctx);
         eprintln!(
-            "{:<22} {:>9.3}s",
-            "(shared facts)",
+            "{:<22} {:>10.6}s",
+            "all_together",
             started.elapsed().as_secs_f64()
         );
-        names
-            .iter()
-            .map(|name| {
-                let t = Instant::now();
-                let table = analysis::run(name, &ctx).expect("names were checked");
-                eprintln!("{name:<22} {:>10.6}s", t.elapsed().as_secs_f64());
-                table
-            })
+        tables
+            .into_iter()
+            .map(|t| t.expect("names were checked"))
             .collect()
     } else {
+        let ctx = analysis::Context::new(snapshot, &scope);
         analysis::run_all(&names, &ctx)
             .into_iter()
             .map(|t| t.expect("names were checked"))
             .collect()
     };
-    if request.timings {
-        eprintln!("{:<22} {:>10.6}s", "all", started.elapsed().as_secs_f64());
-    }
     match request.format {
         Output::Json => {
             let mut json = serde_json::Map::new();
@@ -509,8 +546,18 @@ fn segment_rows(snapshot: &analysis::Snapshot, path: &Path) -> Result<Vec<u32>> 
     Ok(rows)
 }
 
-/// Opens the store; a store that must already exist is not created by a typo.
+/// Opens the store; a store that must already exist is not created by a
+/// typo. Commands that mostly read (all but writing ones) use a small page
+/// cache: they scan or look up, and the memory is better left to the
+/// analysis snapshot.
 fn open_store(path: &Path, create: bool) -> Result<Arc<dyn Store>> {
+    let options = if create {
+        store::Options::default()
+    } else {
+        store::Options {
+            cache_bytes: 32 << 20,
+        }
+    };
     if !create && !path.exists() {
         bail!(
             "no store at {} (create one with `crm import --db {} DIR`)",
@@ -518,8 +565,7 @@ fn open_store(path: &Path, create: bool) -> Result<Arc<dyn Store>> {
             path.display()
         );
     }
-    store::open(path, &store::Options::default())
-        .with_context(|| format!("opening the store at {}", path.display()))
+    store::open(path, &options).with_context(|| format!("opening the store at {}", path.display()))
 }
 
 fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Result<()> {

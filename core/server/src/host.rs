@@ -49,11 +49,16 @@ pub fn checkpoint_path(store_dir: &Path) -> PathBuf {
 /// The current snapshot of `store`, from the checkpoint at `path` when it
 /// can be used; saved again when it had to be rebuilt or caught up far.
 pub fn open(store: &dyn Store, path: &Path) -> Result<Opened> {
+    open_with(store, path, false)
+}
+
+/// As `open`; with `rebuild`, the checkpoint is not read but built anew.
+pub fn open_with(store: &dyn Store, path: &Path, rebuild: bool) -> Result<Opened> {
     let started = Instant::now();
-    let loaded = match read_checkpoint(path) {
-        Ok(Some(snapshot)) => Ok(snapshot),
-        Ok(None) => Err("there was no checkpoint".to_owned()),
-        Err(e) => Err(format!("{e:#}")),
+    let loaded = if rebuild {
+        Err("a rebuild was asked for".to_owned())
+    } else {
+        checkpoint_or_why(path)
     };
     let (snapshot, readiness) = match loaded {
         Ok(mut snapshot) => match catch_up(store, &mut snapshot)? {
@@ -78,6 +83,14 @@ pub fn open(store: &dyn Store, path: &Path) -> Result<Opened> {
     }
     opened.took = started.elapsed();
     Ok(opened)
+}
+
+fn checkpoint_or_why(path: &Path) -> Result<Snapshot, String> {
+    match read_checkpoint(path) {
+        Ok(Some(snapshot)) => Ok(snapshot),
+        Ok(None) => Err("there was no checkpoint".to_owned()),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 fn read_checkpoint(path: &Path) -> Result<Option<Snapshot>> {
@@ -165,7 +178,9 @@ pub fn build(store: &dyn Store) -> Result<Snapshot> {
             builder.campaign(&c);
         }
     }
-    let mut lines = builder.lines();
+    let n_txns = store.count(EntityKind::Transaction)? as usize;
+    let n_interactions = store.count(EntityKind::Interaction)? as usize;
+    let mut lines = builder.lines_with_capacity(n_txns, n_interactions);
     let (snapshot, txns, interactions) =
         (&lines.snapshot, &mut lines.txns, &mut lines.interactions);
     // Transactions and interactions are separate trees: one thread each.

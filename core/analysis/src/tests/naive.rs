@@ -2,6 +2,10 @@
 //! ordered maps and full sorts, written from the definitions without the
 //! snapshot, the shared facts or any parallelism.
 
+// The definitions' integer formulas are kept as they are written there:
+// (n + 4) / 5 rather than n.div_ceil(5).
+#![allow(clippy::manual_div_ceil)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use model::{Date, InteractionKind};
