@@ -305,7 +305,7 @@ fn run(command: Command) -> Result<()> {
             let store = open_store(&db.db, false)?;
             match format {
                 Format::Text => {
-                    stats(&*store)?;
+                    stats(&*store, Some(&db.db))?;
                     if summary {
                         print_summary(&dataset_summary(&*store)?);
                     }
@@ -619,7 +619,8 @@ fn peak_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn stats(store: &dyn Store) -> Result<()> {
+/// Counts and sizes; with the store's directory, the analysis checkpoint's size too.
+fn stats(store: &dyn Store, db: Option<&Path>) -> Result<()> {
     println!("{}", store.location());
     for kind in EntityKind::ALL {
         println!("{:<13} {:>12}", kind.plural(), store.count(kind)?);
@@ -629,6 +630,15 @@ fn stats(store: &dyn Store) -> Result<()> {
         "size on disk",
         HumanBytes(store.size_on_disk()?).to_string()
     );
+    if let Some(db) = db
+        && let Ok(meta) = std::fs::metadata(crate::host::checkpoint_path(db))
+    {
+        println!(
+            "{:<13} {:>12}",
+            "snapshot",
+            HumanBytes(meta.len()).to_string()
+        );
+    }
     Ok(())
 }
 
@@ -735,7 +745,7 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     import(&*store, &data, false, false)?;
     eprintln!("{}", describe_readiness(&open_snapshot(&*store, &db)?));
     println!();
-    stats(&*store)?;
+    stats(&*store, Some(&db))?;
     print_summary(&dataset_summary(&*store)?);
     println!(
         "\ntry:\n  {crm} get --db {db} customer C0000001\n  {crm} stats --db {db} --summary\n  {crm} export --db {db} {dir}/export",

@@ -296,6 +296,8 @@ impl Store for SledStore {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
+        // sled's own files only (conf, db, snap.*, blobs/): other files in
+        // the directory, such as the analysis checkpoint, are not the store.
         fn walk(dir: &Path) -> std::io::Result<u64> {
             let mut total = 0;
             for entry in std::fs::read_dir(dir)? {
@@ -309,7 +311,19 @@ impl Store for SledStore {
             }
             Ok(total)
         }
-        walk(&self.path)
-            .map_err(|e| StoreError::Io(format!("measuring {}: {e}", self.path.display())))
+        let measure = || -> std::io::Result<u64> {
+            let mut total = 0;
+            for entry in std::fs::read_dir(&self.path)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name == "blobs" {
+                    total += walk(&entry.path())?;
+                } else if name == "conf" || name == "db" || name.starts_with("snap.") {
+                    total += entry.metadata()?.len();
+                }
+            }
+            Ok(total)
+        };
+        measure().map_err(|e| StoreError::Io(format!("measuring {}: {e}", self.path.display())))
     }
 }

@@ -73,7 +73,7 @@ pub trait Store: Send + Sync {
         Ok(counts)
     }
 
-    /// Bytes used on disk.
+    /// Bytes the records take on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 
     /// The sequence number of the last change to records of `kind`; it
