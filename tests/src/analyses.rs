@@ -306,3 +306,24 @@ fn get_customer_shows_the_metrics() {
         assert!(metrics.get(key).is_some(), "metrics lack {key}: {metrics}");
     }
 }
+
+#[test]
+fn a_checkpoint_of_another_store_is_not_used() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store_a = open_store(a.path());
+    import(&*store_a, &dataset(Industry::Retail, 200, 1)).unwrap();
+    server::host::open(&*store_a, &server::host::checkpoint_path(a.path())).unwrap();
+    let store_b = open_store(b.path());
+    import(&*store_b, &dataset(Industry::Retail, 200, 2)).unwrap();
+    std::fs::copy(
+        server::host::checkpoint_path(a.path()),
+        server::host::checkpoint_path(b.path()),
+    )
+    .unwrap();
+    let opened = server::host::open(&*store_b, &server::host::checkpoint_path(b.path())).unwrap();
+    match &opened.readiness {
+        server::host::Readiness::Rebuilt { why } => assert!(why.contains("another store"), "{why}"),
+        other => panic!("the checkpoint of another store was used: {other:?}"),
+    }
+    assert_eq!(results(&opened.snapshot), fresh_results(&*store_b));
+}

@@ -207,6 +207,7 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
     out.raw(&VERSION.to_le_bytes())?;
     out.raw(&BYTE_ORDER.to_ne_bytes())?;
     out.array(&snapshot.positions)?;
+    out.array(&[snapshot.store])?;
 
     let c = &snapshot.customers;
     write_strings(&mut out, &c.ids)?;
@@ -293,6 +294,8 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
     let positions: [u64; 5] = positions
         .try_into()
         .map_err(|_| invalid("malformed change positions"))?;
+    let store: Vec<u64> = input.array()?;
+    let store = *store.first().ok_or_else(|| invalid("no store identity"))?;
 
     let mut customers = Customers {
         ids: read_strings(&mut input)?,
@@ -413,6 +416,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         interactions,
         dicts,
         positions,
+        store,
         activity: Vec::new(),
         last_ts: None,
     };

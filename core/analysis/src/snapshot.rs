@@ -402,6 +402,8 @@ pub struct Snapshot {
     /// For each kind (in `EntityKind::ALL` order), the position of the
     /// store's change log that this snapshot includes.
     pub positions: [u64; 5],
+    /// The identity of the store this snapshot was made from.
+    pub store: u64,
     /// Each customer's activity over all their lines, kept current with them.
     pub(crate) activity: Vec<Activity>,
     /// The time of the last transaction line of all.

@@ -66,7 +66,7 @@ pub fn open_with(store: &dyn Store, path: &Path, rebuild: bool) -> Result<Opened
             None => (
                 build(store)?,
                 Readiness::Rebuilt {
-                    why: "the store changed much since the checkpoint".into(),
+                    why: "the checkpoint is of another store, or far behind this one".into(),
                 },
             ),
         },
@@ -109,6 +109,16 @@ fn read_checkpoint(path: &Path) -> Result<Option<Snapshot>> {
 /// Applies the store's changes since the snapshot; `None` when there are
 /// so many that rebuilding is cheaper.
 pub fn catch_up(store: &dyn Store, snapshot: &mut Snapshot) -> Result<Option<usize>> {
+    // A checkpoint of another store, or one ahead of this store's log, is
+    // not this store's: rebuild.
+    if snapshot.store != store.identity() {
+        return Ok(None);
+    }
+    for kind in EntityKind::ALL {
+        if snapshot.position(kind) > store.change_position(kind)? {
+            return Ok(None);
+        }
+    }
     let mut changes = Vec::new();
     let mut total = 0;
     for kind in EntityKind::ALL {
@@ -209,6 +219,7 @@ pub fn build(store: &dyn Store) -> Result<Snapshot> {
     })?;
     let mut snapshot = lines.finish();
     snapshot.positions = positions;
+    snapshot.store = store.identity();
     Ok(snapshot)
 }
 

@@ -16,10 +16,12 @@ use crate::{Changes, Options, Store, StoreError, UpsertCounts};
 pub const FORMAT_VERSION: u32 = 1;
 
 const FORMAT_KEY: &[u8] = b"format_version";
+const IDENTITY_KEY: &[u8] = b"identity";
 
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
+    identity: u64,
     customers: RecordTree<Customer>,
     products: RecordTree<Product>,
     campaigns: RecordTree<Campaign>,
@@ -61,8 +63,22 @@ impl SledStore {
                 db.flush().map_err(sled_error)?;
             }
         }
+        let identity = match meta.get(IDENTITY_KEY).map_err(sled_error)? {
+            Some(bytes) => bytes[..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("malformed store identity".into()))?,
+            None => {
+                let identity = new_identity(&path);
+                meta.insert(IDENTITY_KEY, &identity.to_be_bytes())
+                    .map_err(sled_error)?;
+                db.flush().map_err(sled_error)?;
+                identity
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         Ok(SledStore {
+            identity,
             customers: RecordTree::new(tree("customers")?),
             products: RecordTree::new(tree("products")?),
             campaigns: RecordTree::new(tree("campaigns")?),
@@ -108,6 +124,17 @@ impl SledStore {
     }
 }
 
+/// A number that tells this store from any other: from the time, the
+/// process and the path, through the standard library's random hasher keys.
+fn new_identity(path: &Path) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::time::SystemTime::now().hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    path.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// sled creates its files in any directory it is given: refuse one that
 /// holds something else.
 fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
@@ -148,6 +175,10 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
 impl Store for SledStore {
     fn location(&self) -> String {
         format!("store at {}", self.path.display())
+    }
+
+    fn identity(&self) -> u64 {
+        self.identity
     }
 
     fn get(&self, kind: EntityKind, id: &str) -> Result<Option<Record>, StoreError> {

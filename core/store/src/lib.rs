@@ -35,6 +35,11 @@ pub trait Store: Send + Sync {
     /// A description for messages: "store at /data/crm".
     fn location(&self) -> String;
 
+    /// A number given to the store when it was created, that tells it from
+    /// any other store (so a copy derived from one store is never taken
+    /// for another's).
+    fn identity(&self) -> u64;
+
     /// The record of `kind` with id `id`.
     fn get(&self, kind: EntityKind, id: &str) -> Result<Option<Record>, StoreError>;
 
