@@ -4,4 +4,5 @@
 mod analyses;
 mod cli;
 mod import;
+mod plugins;
 mod support;

@@ -136,3 +136,24 @@ pub(crate) fn assert_same_files(a: &Path, b: &Path) {
         assert!(ta == tb, "{} and {} differ", fa.display(), fb.display());
     }
 }
+
+/// The package of a plugin (a directory with plugin.toml, its schemas and
+/// `plugin.wasm`), built once per test binary by `cargo xtask plugins`.
+pub(crate) fn plugin_package(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let root = BUILT.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ is in the workspace")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["run", "--quiet", "--package", "xtask", "--", "plugins"])
+            .current_dir(&workspace)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the plugins failed");
+        workspace.join("target/plugins")
+    });
+    root.join(name)
+}

@@ -13,6 +13,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("schemas") => schemas(),
         Some("test") => test(&args[1..]),
+        Some("plugins") => plugins(),
         Some("bench-import") => bench_import(&args[1..]),
         Some("bench-analyses") => bench_analyses(&args[1..]),
         _ => {
@@ -20,6 +21,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  test          build everything and run all tests (extra arguments go to cargo test)\n  \
+                 plugins       build the plugins for wasm32-wasip2 into packages in target/plugins/\n  \
                  schemas       write schemas/ from the model types\n  \
                  bench-import  [--customers N]... import benchmark (see docs/BENCHMARKS.md)\n  \
                  bench-analyses [--customers N]... analyses here and in DuckDB (see docs/BENCHMARKS.md)"
@@ -63,8 +65,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
-    // The integration tests run the `crm` binary as a child process, so it is
-    // built first, in the same profile as the tests.
+    // The integration tests run the `crm` binary as a child process and load
+    // the plugins, so both are built first.
+    plugins()?;
     cargo(&["build", "--bins"])?;
     let mut args = vec!["test"];
     args.extend(extra.iter().map(String::as_str));
@@ -470,3 +473,67 @@ fn bench_analyses(args: &[String]) -> Result<()> {
 }
 
 const CHECKPOINT: &str = "crm-analysis.snapshot";
+
+/// The plugin crates: (directory, package name).
+const PLUGINS: &[(&str, &str)] = &[
+    ("plugins/tobacco-retail", "tobacco-retail"),
+    ("plugins/bank-cross-sell", "bank-cross-sell"),
+    ("tests/plugins/fixture", "plugin-fixture"),
+    ("tests/plugins/sockets", "plugin-sockets"),
+];
+
+/// Builds every plugin as a wasm32-wasip2 component (installing the target
+/// when it is missing) and writes a package per plugin to
+/// `target/plugins/<directory name>/`: its plugin.toml, schemas and
+/// component (`plugin.wasm`), ready for `crm plugin install`.
+fn plugins() -> Result<()> {
+    let root = root();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let has_target = installed.as_ref().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim() == "wasm32-wasip2")
+    });
+    if !has_target {
+        run("rustup", &["target", "add", "wasm32-wasip2"])?;
+    }
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "--profile",
+        "plugin",
+        "--target",
+        "wasm32-wasip2",
+    ];
+    for (_, package) in PLUGINS {
+        args.extend(["--package", package]);
+    }
+    cargo(&args)?;
+    for (dir, package) in PLUGINS {
+        let source = root.join(dir);
+        let name = Path::new(dir).file_name().context("a plugin directory")?;
+        let target = root.join("target/plugins").join(name);
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::create_dir_all(&target)?;
+        for entry in std::fs::read_dir(&source)? {
+            let path = entry?.path();
+            let file = path
+                .file_name()
+                .context("a file name")?
+                .to_string_lossy()
+                .into_owned();
+            if file == "plugin.toml" || file.ends_with(".schema.json") || file == "README.md" {
+                std::fs::copy(&path, target.join(&file))?;
+            }
+        }
+        let wasm = root
+            .join("target/wasm32-wasip2/plugin")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        std::fs::copy(&wasm, target.join("plugin.wasm"))
+            .with_context(|| format!("copying {}", wasm.display()))?;
+    }
+    println!("plugins built into target/plugins/");
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `plugin.toml`: what a plugin is, which hooks it implements, the JSON
+//! Schema of its fields, what it reads and what it may use.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::PluginError;
+
+/// The plugin API versions (`major.minor` of the WIT package) this host runs.
+pub const SUPPORTED_API: &[&str] = &["0.1"];
+
+/// A plugin's manifest, `plugin.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Lowercase letters, digits and dashes; unique among installed plugins.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// The plugin's own version, `major.minor.patch`.
+    pub version: String,
+    /// The plugin API it was built against, `major.minor` (see `crm-sdk`).
+    pub api: String,
+    #[serde(default)]
+    pub description: String,
+    /// The WebAssembly component, relative to the manifest.
+    pub component: String,
+    pub hooks: Hooks,
+    /// The plugin's custom fields: the industry fields it owns in a
+    /// customer's attributes.
+    #[serde(default)]
+    pub fields: Option<SchemaFile>,
+    /// The plugin's configuration, set when it is installed.
+    #[serde(default)]
+    pub config: Option<SchemaFile>,
+    /// What the plugin is given of each customer beyond its fields and metrics.
+    #[serde(default)]
+    pub inputs: Inputs,
+    /// What the plugin asks for; the host caps it.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Capabilities beyond the host interface; none exist in API 0.1.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// The hooks a plugin implements.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Checks (and may patch) customers as they are written.
+    #[serde(default)]
+    pub validate: bool,
+    /// Names of the derived fields it computes (declared in its fields schema).
+    #[serde(default)]
+    pub derive: Vec<String>,
+    /// Names of its scoring models.
+    #[serde(default)]
+    pub scores: Vec<String>,
+    /// Names of its industry analyses.
+    #[serde(default)]
+    pub analyses: Vec<String>,
+}
+
+/// A JSON Schema file, relative to the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaFile {
+    pub schema: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// Transaction lines of the last this many days (0: none).
+    #[serde(default)]
+    pub lines_days: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory of one instance, in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// Time for one call, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u32,
+    /// Most customers in one call.
+    #[serde(default = "default_batch")]
+    pub max_batch: u32,
+}
+
+fn default_memory() -> u32 {
+    64
+}
+
+fn default_timeout() -> u32 {
+    2000
+}
+
+fn default_batch() -> u32 {
+    512
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory_mib: default_memory(),
+            timeout_ms: default_timeout(),
+            max_batch: default_batch(),
+        }
+    }
+}
+
+/// Ceilings on what a manifest may ask for.
+pub const MAX_MEMORY_MIB: u32 = 256;
+pub const MAX_TIMEOUT_MS: u32 = 30_000;
+pub const MAX_BATCH: u32 = 4096;
+
+impl Manifest {
+    /// Reads and checks `plugin.toml`.
+    pub fn read(path: &Path) -> Result<Manifest, PluginError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PluginError::Invalid(format!("reading {}: {e}", path.display())))?;
+        let manifest: Manifest = toml::from_str(&text)
+            .map_err(|e| PluginError::Invalid(format!("{}: {e}", path.display())))?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    fn check(&self) -> Result<(), PluginError> {
+        let bad = |why: String| Err(PluginError::Invalid(format!("plugin.toml: {why}")));
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 64
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return bad(format!(
+                "id '{}' must be 1 to 64 lowercase letters, digits or dashes",
+                self.id
+            ));
+        }
+        let parts: Vec<&str> = self.version.split('.').collect();
+        if parts.len() != 3
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return bad(format!(
+                "version '{}' must be major.minor.patch",
+                self.version
+            ));
+        }
+        if !SUPPORTED_API.contains(&self.api.as_str()) {
+            return bad(format!(
+                "api '{}' is not supported by this crm (it runs {})",
+                self.api,
+                SUPPORTED_API.join(", ")
+            ));
+        }
+        let h = &self.hooks;
+        if !h.validate && h.derive.is_empty() && h.scores.is_empty() && h.analyses.is_empty() {
+            return bad("[hooks] declares no hook".into());
+        }
+        if (h.validate || !h.derive.is_empty()) && self.fields.is_none() {
+            return bad(
+                "validate and derive need [fields] with the schema of the plugin's fields".into(),
+            );
+        }
+        if let Some(c) = self.capabilities.first() {
+            return bad(format!(
+                "capability '{c}' does not exist in plugin API {}",
+                self.api
+            ));
+        }
+        let l = &self.limits;
+        if l.memory_mib == 0 || l.memory_mib > MAX_MEMORY_MIB {
+            return bad(format!("limits.memory_mib must be 1 to {MAX_MEMORY_MIB}"));
+        }
+        if l.timeout_ms == 0 || l.timeout_ms > MAX_TIMEOUT_MS {
+            return bad(format!("limits.timeout_ms must be 1 to {MAX_TIMEOUT_MS}"));
+        }
+        if l.max_batch == 0 || l.max_batch > MAX_BATCH {
+            return bad(format!("limits.max_batch must be 1 to {MAX_BATCH}"));
+        }
+        Ok(())
+    }
+}

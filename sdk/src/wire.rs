@@ -1,0 +1,176 @@
+//! The data that crosses between the CRM and a plugin, encoded with
+//! postcard. Both sides use these types, so they cannot drift apart.
+//!
+//! Days are counted from 1970-01-01; money is integer cents; JSON values
+//! travel as JSON text.
+
+use serde::{Deserialize, Serialize};
+
+/// A batch of customers for a hook.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The day the data is as of: the day after the last transaction.
+    pub as_of: i32,
+    /// The products the customers' lines refer to, by position.
+    pub products: Vec<Product>,
+    pub customers: Vec<Customer>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub brand: String,
+    /// Cents.
+    pub unit_price: i64,
+    pub unit_cost: i64,
+    /// The product's industry fields, a JSON object.
+    pub attributes: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    /// M, F or U.
+    pub gender: String,
+    pub birth_date: Option<i32>,
+    pub region: String,
+    pub city: String,
+    /// Acquisition channel.
+    pub channel: String,
+    pub joined_at: i32,
+    pub tier: String,
+    /// The customer's industry fields, a JSON object.
+    pub attributes: String,
+    pub metrics: Metrics,
+    /// Transaction lines of the last days the manifest asks for, oldest first.
+    pub lines: Vec<Line>,
+}
+
+/// The CRM's per-customer metrics (the same definitions as its analyses).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Cents.
+    pub revenue: i64,
+    pub cost: i64,
+    pub lines: u32,
+    /// Days with a purchase.
+    pub baskets: u32,
+    pub first_purchase: Option<i32>,
+    pub last_purchase: Option<i32>,
+    pub recency_days: Option<i64>,
+    pub avg_interbasket_days: Option<f64>,
+    /// Recency, frequency and monetary scores (1..5, 5 best; 0 for non-buyers).
+    pub r: u8,
+    pub f: u8,
+    pub m: u8,
+    pub churn_risk: bool,
+    pub avg_rating: Option<f64>,
+    pub open_opinions: u32,
+}
+
+/// One transaction line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub day: i32,
+    /// Position in `Batch::products`.
+    pub product: u32,
+    pub quantity: u32,
+    /// Cents.
+    pub amount: i64,
+    pub cost: i64,
+    pub channel: String,
+}
+
+/// What `validate` says of one customer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Problems that reject the write.
+    pub issues: Vec<Issue>,
+    /// Changes to the plugin's own fields.
+    pub patches: Vec<Patch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Issue {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Patch {
+    pub field: String,
+    /// The new value as JSON text; `None` removes the field.
+    pub value: Option<String>,
+}
+
+/// A derived field's value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    /// JSON text.
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub value: f64,
+    /// A label for the value, such as "high".
+    pub band: String,
+    /// What made the score, most important first.
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub feature: String,
+    /// How much it moved the score.
+    pub weight: f64,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Text,
+    Integer,
+    Number,
+    /// Cents, shown with two decimals.
+    Money,
+    Boolean,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Money(i64),
+    Boolean(bool),
+}
+
+/// An industry analysis' result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Per-item results of a hook.
+pub type Results<T> = Vec<Result<T, String>>;
+
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("wire types encode")
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable batch: {e}"))
+}
