@@ -123,13 +123,34 @@ pub struct Context<'a> {
     /// The day the data is as of (days since 1970-01-01).
     pub as_of: i32,
     products: &'a [Product],
+    product_attributes: Vec<OnceCell<Map<String, Value>>>,
     config: &'a Value,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    fn new(as_of: i32, products: &'a [Product], config: &'a Value) -> Context<'a> {
+        let product_attributes = products.iter().map(|_| OnceCell::new()).collect();
+        Context {
+            as_of,
+            products,
+            product_attributes,
+            config,
+        }
+    }
+
     /// The product a line refers to.
     pub fn product(&self, line: &Line) -> Option<&Product> {
         self.products.get(line.product as usize)
+    }
+
+    /// An industry field of the product a line refers to.
+    pub fn product_attr(&self, line: &Line, name: &str) -> Option<&Value> {
+        let i = line.product as usize;
+        let product = self.products.get(i)?;
+        self.product_attributes[i]
+            .get_or_init(|| serde_json::from_str(&product.attributes).unwrap_or_default())
+            .get(name)
+            .filter(|v| !v.is_null())
     }
 
     /// The plugin's configuration (a JSON object).
@@ -236,11 +257,7 @@ fn per_customer<T: Serialize>(
 ) -> Result<Vec<u8>, String> {
     let batch: wire::Batch = wire::decode(batch)?;
     with_config(|config| {
-        let ctx = Context {
-            as_of: batch.as_of,
-            products: &batch.products,
-            config,
-        };
+        let ctx = Context::new(batch.as_of, &batch.products, config);
         let results: Vec<Result<T, String>> = batch
             .customers
             .iter()
@@ -291,11 +308,7 @@ pub mod run {
     pub fn analysis_feed(batch: &[u8]) -> Result<(), String> {
         let batch: wire::Batch = wire::decode(batch)?;
         with_config(|config| {
-            let ctx = Context {
-                as_of: batch.as_of,
-                products: &batch.products,
-                config,
-            };
+            let ctx = Context::new(batch.as_of, &batch.products, config);
             ANALYSIS.with(|a| {
                 let mut a = a.borrow_mut();
                 let analysis = a.as_mut().ok_or("no analysis was begun")?;

@@ -1,5 +1,7 @@
 //! The result of an analysis: named columns and rows of typed values.
 
+use std::borrow::Cow;
+
 use model::{Date, Timestamp};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -95,14 +97,22 @@ pub(crate) fn share(a: f64, b: f64, decimals: i32) -> Value {
 /// A table of results.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
-    pub columns: Vec<&'static str>,
+    pub columns: Vec<Cow<'static, str>>,
     pub rows: Vec<Vec<Value>>,
 }
 
 impl Table {
     pub fn new(columns: &[&'static str]) -> Table {
         Table {
-            columns: columns.to_vec(),
+            columns: columns.iter().map(|c| Cow::Borrowed(*c)).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// A table whose column names are made at run time (a plugin's).
+    pub fn with_columns(columns: Vec<String>) -> Table {
+        Table {
+            columns: columns.into_iter().map(Cow::Owned).collect(),
             rows: Vec::new(),
         }
     }
@@ -210,7 +220,7 @@ impl Table {
 
 /// One row as an object.
 pub struct Record<'a> {
-    columns: &'a [&'static str],
+    columns: &'a [Cow<'static, str>],
     row: &'a [Value],
 }
 
@@ -218,7 +228,7 @@ impl Serialize for Record<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.columns.len()))?;
         for (column, value) in self.columns.iter().zip(self.row) {
-            map.serialize_entry(column, value)?;
+            map.serialize_entry(column.as_ref(), value)?;
         }
         map.end()
     }

@@ -85,6 +85,12 @@ enum Command {
         #[arg(long)]
         rebuild: bool,
     },
+    /// Industry plugins: create, install, list, enable, disable, upgrade,
+    /// remove, and run their scores, derived fields and analyses
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Write the store's records as the same five CSV files into DIR
     Export {
         #[command(flatten)]
@@ -147,6 +153,95 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create the crate of a new plugin in DIR/NAME; it builds and passes its test at once
+    New {
+        /// Lowercase letters, digits and dashes
+        name: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Install and enable a plugin package: a directory with plugin.toml,
+    /// its component and schemas (cargo xtask plugins builds them)
+    Install {
+        #[command(flatten)]
+        db: Db,
+        package: PathBuf,
+        /// The plugin's configuration, a JSON file
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Replace an installed plugin with a newer version, without a restart
+    Upgrade {
+        #[command(flatten)]
+        db: Db,
+        package: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The installed plugins: version, state, failures, hooks and fields
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    Enable {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+    },
+    Disable {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+    },
+    /// Uninstall a plugin and delete its files
+    Remove {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+    },
+    /// Score customers with one of a plugin's models
+    Score {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+        model: String,
+        /// Only these customers: a file of ids, one per line (- for stdin)
+        #[arg(long, value_name = "FILE")]
+        customers: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+        /// Only the count of customers per band, and the time taken
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Compute a plugin's derived fields for customers
+    Derive {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        customers: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+    },
+    /// Run one of a plugin's industry analyses over all customers
+    Analyze {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+        name: String,
+        /// Parameters, a JSON object
+        #[arg(long)]
+        params: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
+    },
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     /// Aligned columns for a terminal
@@ -180,16 +275,42 @@ impl Industry {
     }
 }
 
+/// Writes a line to standard output; an error (such as a closed pipe) is
+/// returned rather than a panic.
+macro_rules! outln {
+    () => { std::io::Write::write_all(&mut std::io::stdout().lock(), b"\n")? };
+    ($($arg:tt)*) => {
+        std::io::Write::write_all(&mut std::io::stdout().lock(), (format!($($arg)*) + "\n").as_bytes())?
+    };
+}
+
+/// [`outln!`] without the line break.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_all(&mut std::io::stdout().lock(), format!($($arg)*).as_bytes())?
+    };
+}
+
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stops early (`crm analyze ... | head`) is not an error.
+        Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(command: Command) -> Result<()> {
@@ -227,7 +348,7 @@ fn run(command: Command) -> Result<()> {
         } => {
             if list {
                 for name in analysis::NAMES {
-                    println!(
+                    outln!(
                         "{name:<22} {}",
                         analysis::describe(name).unwrap_or_default()
                     );
@@ -255,7 +376,7 @@ fn run(command: Command) -> Result<()> {
             let report = transfer::export(&*store, &dir, &Reporter::for_stderr(quiet))
                 .with_context(|| format!("exporting to {}", dir.display()))?;
             for (kind, path, rows) in &report.files {
-                println!(
+                outln!(
                     "{:<13} {:>10} rows -> {}",
                     kind.plural(),
                     rows,
@@ -263,9 +384,9 @@ fn run(command: Command) -> Result<()> {
                 );
             }
             for kind in &report.empty {
-                println!("{:<13} no records, no file", kind.plural());
+                outln!("{:<13} no records, no file", kind.plural());
             }
-            println!("exported in {:.1}s", started.elapsed().as_secs_f64());
+            outln!("exported in {:.1}s", started.elapsed().as_secs_f64());
             Ok(())
         }
         Command::Generate {
@@ -294,7 +415,7 @@ fn run(command: Command) -> Result<()> {
                     json["metrics"] = serde_json::to_value(analysis::customer_metrics(&ctx, ci))?;
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
         Command::Stats {
@@ -307,18 +428,19 @@ fn run(command: Command) -> Result<()> {
                 Format::Text => {
                     stats(&*store, Some(&db.db))?;
                     if summary {
-                        print_summary(&dataset_summary(&*store)?);
+                        print_summary(&dataset_summary(&*store)?)?;
                     }
                     Ok(())
                 }
                 Format::Json => {
                     let summary = dataset_summary(&*store)?;
                     let json = serde_json::json!({ "dataset_summary": [summary] });
-                    println!("{}", serde_json::to_string_pretty(&json)?);
+                    outln!("{}", serde_json::to_string_pretty(&json)?);
                     Ok(())
                 }
             }
         }
+        Command::Plugin { command } => plugin_command(command),
         Command::Demo {
             dir,
             industry,
@@ -496,13 +618,13 @@ fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()
             for (name, table) in names.iter().zip(&tables) {
                 json.insert((*name).to_owned(), serde_json::to_value(table)?);
             }
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         }
-        Output::Csv => print!("{}", tables[0].to_csv()),
+        Output::Csv => out!("{}", tables[0].to_csv()),
         Output::Table => {
             for (name, table) in names.iter().zip(&tables) {
-                println!("== {name} ({} rows)", table.rows.len());
-                println!("{}", table.to_text());
+                outln!("== {name} ({} rows)", table.rows.len());
+                outln!("{}", table.to_text());
             }
         }
     }
@@ -574,10 +696,10 @@ fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Res
     let report = transfer::import(store, dir, &options, &Reporter::for_stderr(quiet))?;
     let mut rows = 0;
     for file in &report.files {
-        println!("{file}");
+        outln!("{file}");
         rows += file.rows;
         if let Some(path) = &file.rejected_file {
-            println!(
+            outln!(
                 "{:<13} rejected rows and their problems: {}",
                 "",
                 path.display()
@@ -588,7 +710,7 @@ fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Res
     let memory = peak_memory()
         .map(|bytes| format!(", peak memory {}", HumanBytes(bytes)))
         .unwrap_or_default();
-    println!(
+    outln!(
         "imported {} rows in {secs:.1}s ({}/s{memory}); the store is flushed to disk",
         HumanCount(rows),
         HumanCount((rows as f64 / secs.max(1e-3)) as u64)
@@ -621,11 +743,11 @@ fn peak_memory() -> Option<u64> {
 
 /// Counts and sizes; with the store's directory, the analysis checkpoint's size too.
 fn stats(store: &dyn Store, db: Option<&Path>) -> Result<()> {
-    println!("{}", store.location());
+    outln!("{}", store.location());
     for kind in EntityKind::ALL {
-        println!("{:<13} {:>12}", kind.plural(), store.count(kind)?);
+        outln!("{:<13} {:>12}", kind.plural(), store.count(kind)?);
     }
-    println!(
+    outln!(
         "{:<13} {:>12}",
         "size on disk",
         HumanBytes(store.size_on_disk()?).to_string()
@@ -633,7 +755,7 @@ fn stats(store: &dyn Store, db: Option<&Path>) -> Result<()> {
     if let Some(db) = db
         && let Ok(meta) = std::fs::metadata(crate::host::checkpoint_path(db))
     {
-        println!(
+        outln!(
             "{:<13} {:>12}",
             "snapshot",
             HumanBytes(meta.len()).to_string()
@@ -687,26 +809,27 @@ fn dataset_summary(store: &dyn Store) -> Result<Summary> {
     Ok(summary)
 }
 
-fn print_summary(summary: &Summary) {
+fn print_summary(summary: &Summary) -> Result<()> {
     let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!(
+    outln!(
         "{:<13} {}",
         "first sale",
         show(summary.first_ts.map(|t| t.to_string()))
     );
-    println!(
+    outln!(
         "{:<13} {}",
         "last sale",
         show(summary.last_ts.map(|t| t.to_string()))
     );
-    println!(
+    outln!(
         "{:<13} {}",
         "as of",
         show(summary.as_of.map(|d| d.to_string()))
     );
-    println!("{:<13} {:>12}", "revenue", summary.revenue.to_string());
-    println!("{:<13} {:>12}", "cost", summary.cost.to_string());
-    println!("{:<13} {:>12}", "quantity", summary.quantity);
+    outln!("{:<13} {:>12}", "revenue", summary.revenue.to_string());
+    outln!("{:<13} {:>12}", "cost", summary.cost.to_string());
+    outln!("{:<13} {:>12}", "quantity", summary.quantity);
+    Ok(())
 }
 
 fn generate_data(industry: Industry, customers: u32, seed: u64, out: &Path) -> Result<()> {
@@ -718,7 +841,7 @@ fn generate_data(industry: Industry, customers: u32, seed: u64, out: &Path) -> R
     };
     let summary =
         generate::generate(&config, out).with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    outln!(
         "{}: {} customers, {} products, {} campaigns, {} transactions, {} interactions in {:.1}s",
         out.display(),
         summary.customers,
@@ -744,14 +867,277 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     let store = open_store(&db, true)?;
     import(&*store, &data, false, false)?;
     eprintln!("{}", describe_readiness(&open_snapshot(&*store, &db)?));
-    println!();
+    outln!();
     stats(&*store, Some(&db))?;
-    print_summary(&dataset_summary(&*store)?);
-    println!(
+    print_summary(&dataset_summary(&*store)?)?;
+    outln!(
         "\ntry:\n  {crm} get --db {db} customer C0000001\n  {crm} stats --db {db} --summary\n  {crm} export --db {db} {dir}/export",
         crm = this_command(),
         db = db.display(),
         dir = dir.display()
     );
+    Ok(())
+}
+
+fn read_config(path: Option<&Path>) -> Result<Option<serde_json::Value>> {
+    path.map(|p| -> Result<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+    })
+    .transpose()
+}
+
+fn plugin_command(command: PluginCommand) -> Result<()> {
+    match command {
+        PluginCommand::New { name, dir } => {
+            let path = crate::scaffold::create(&name, &dir)?;
+            outln!("created {}", path.display());
+            outln!(
+                "\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2",
+                path.display()
+            );
+            outln!(
+                "\nthen package it (plugin.toml, fields.schema.json and the .wasm as plugin.wasm) and `crm plugin install`"
+            );
+            Ok(())
+        }
+        PluginCommand::Install {
+            db,
+            package,
+            config,
+        } => {
+            open_store(&db.db, false)?;
+            let registry = crate::plugins::registry(&db.db)?;
+            let plugin = registry.install(&package, read_config(config.as_deref())?)?;
+            outln!(
+                "installed and enabled {} {} ({})",
+                plugin.id(),
+                plugin.manifest.version,
+                plugin.manifest.name
+            );
+            Ok(())
+        }
+        PluginCommand::Upgrade {
+            db,
+            package,
+            config,
+        } => {
+            open_store(&db.db, false)?;
+            let registry = crate::plugins::registry(&db.db)?;
+            let plugin = registry.upgrade(&package, read_config(config.as_deref())?)?;
+            outln!("upgraded {} to {}", plugin.id(), plugin.manifest.version);
+            Ok(())
+        }
+        PluginCommand::List { db, format } => {
+            let registry = crate::plugins::registry(&db.db)?;
+            let list = registry.list();
+            if format == Format::Json {
+                outln!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            if list.is_empty() {
+                outln!("no plugins are installed");
+            }
+            for p in list {
+                let state = if p.enabled {
+                    "enabled".to_owned()
+                } else {
+                    format!(
+                        "disabled{}",
+                        p.disabled_reason
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    )
+                };
+                outln!("{} {}  {}  {}", p.id, p.version, p.name, state);
+                let hooks = &p.hooks;
+                outln!(
+                    "  hooks: validate {}, derive [{}], scores [{}], analyses [{}]",
+                    hooks.validate,
+                    hooks.derive.join(", "),
+                    hooks.scores.join(", "),
+                    hooks.analyses.join(", ")
+                );
+                if !p.fields.is_empty() {
+                    outln!("  fields: {}", p.fields.join(", "));
+                }
+                if p.failures > 0 {
+                    outln!("  failed calls in a row: {}", p.failures);
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Enable { db, id } => {
+            crate::plugins::registry(&db.db)?.enable(&id)?;
+            outln!("enabled {id}");
+            Ok(())
+        }
+        PluginCommand::Disable { db, id } => {
+            crate::plugins::registry(&db.db)?.disable(&id, Some("disabled by hand".into()))?;
+            outln!("disabled {id}");
+            Ok(())
+        }
+        PluginCommand::Remove { db, id } => {
+            crate::plugins::registry(&db.db)?.remove(&id)?;
+            outln!("removed {id}");
+            Ok(())
+        }
+        PluginCommand::Score {
+            db,
+            id,
+            model,
+            customers,
+            format,
+            summary,
+        } => {
+            let store = open_store(&db.db, false)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            let registry = crate::plugins::registry(&db.db)?;
+            let plugin = registry.get(&id)?;
+            let snapshot = &opened.snapshot;
+            let rows = match &customers {
+                Some(path) => segment_rows(snapshot, path)?,
+                None => (0..snapshot.customers.len() as u32).collect(),
+            };
+            let views = crate::plugins::Views::new(snapshot);
+            let started = Instant::now();
+            let scores = crate::plugins::per_batch(&views, &plugin, &rows, |batch| {
+                let outcome = plugin.score(&model, batch);
+                registry.record(&id, &outcome);
+                outcome.map(|(scores, _)| scores)
+            })?;
+            let took = started.elapsed();
+            if summary {
+                let mut bands: std::collections::BTreeMap<String, u64> = Default::default();
+                for s in &scores {
+                    *bands
+                        .entry(
+                            s.as_ref()
+                                .map_or_else(|e| format!("error: {e}"), |s| s.band.clone()),
+                        )
+                        .or_default() += 1;
+                }
+                for (band, n) in bands {
+                    outln!("{band:<24} {n:>10}");
+                }
+                outln!(
+                    "scored {} customers in {:.3}s",
+                    rows.len(),
+                    took.as_secs_f64()
+                );
+                return Ok(());
+            }
+            let mut table = analysis::Table::new(&["customer_id", "value", "band", "reasons"]);
+            for (&ci, s) in rows.iter().zip(&scores) {
+                let id = snapshot.customers.id(ci).into();
+                table.push(match s {
+                    Ok(s) => {
+                        let reasons: Vec<String> = s
+                            .reasons
+                            .iter()
+                            .map(|r| format!("{} {:+.3}: {}", r.feature, r.weight, r.detail))
+                            .collect();
+                        vec![
+                            id,
+                            analysis::Value::Float(s.value),
+                            s.band.clone().into(),
+                            reasons.join("; ").into(),
+                        ]
+                    }
+                    Err(e) => vec![id, analysis::Value::Null, "error".into(), e.clone().into()],
+                });
+            }
+            print_table(&format!("{id} {model}"), &table, format)
+        }
+        PluginCommand::Derive {
+            db,
+            id,
+            customers,
+            format,
+        } => {
+            let store = open_store(&db.db, false)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            let registry = crate::plugins::registry(&db.db)?;
+            let plugin = registry.get(&id)?;
+            let snapshot = &opened.snapshot;
+            let rows = match &customers {
+                Some(path) => segment_rows(snapshot, path)?,
+                None => (0..snapshot.customers.len() as u32).collect(),
+            };
+            let views = crate::plugins::Views::new(snapshot);
+            let derived = crate::plugins::per_batch(&views, &plugin, &rows, |batch| {
+                let outcome = plugin.derive(batch);
+                registry.record(&id, &outcome);
+                outcome.map(|(fields, _)| fields)
+            })?;
+            let names = &plugin.manifest.hooks.derive;
+            let mut columns = vec!["customer_id".to_owned()];
+            columns.extend(names.iter().cloned());
+            let mut table = analysis::Table::with_columns(columns);
+            for (&ci, fields) in rows.iter().zip(&derived) {
+                let mut row = vec![analysis::Value::from(snapshot.customers.id(ci))];
+                for name in names {
+                    let value = fields
+                        .as_ref()
+                        .ok()
+                        .and_then(|f| f.iter().find(|f| f.name == *name))
+                        .map(|f| f.value.clone());
+                    row.push(value.map_or(analysis::Value::Null, analysis::Value::Text));
+                }
+                table.push(row);
+            }
+            print_table(&format!("{id} derived fields"), &table, format)
+        }
+        PluginCommand::Analyze {
+            db,
+            id,
+            name,
+            params,
+            format,
+        } => {
+            let store = open_store(&db.db, false)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            let registry = crate::plugins::registry(&db.db)?;
+            let plugin = registry.get(&id)?;
+            let snapshot = &opened.snapshot;
+            let views = crate::plugins::Views::new(snapshot);
+            let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
+            let size = plugin.manifest.limits.max_batch as usize;
+            let mut batches = rows.chunks(size).map(|chunk| views.batch(&plugin, chunk));
+            let (table, _) =
+                registry.analysis(&id, &name, params.as_deref().unwrap_or(""), &mut batches)?;
+            print_table(&format!("{id} {name}"), &plugin_table(table), format)
+        }
+    }
+}
+
+/// A plugin's table as an analysis table.
+fn plugin_table(table: crm_sdk::wire::Table) -> analysis::Table {
+    let mut res =
+        analysis::Table::with_columns(table.columns.iter().map(|c| c.name.clone()).collect());
+    for row in table.rows {
+        res.push(
+            row.into_iter()
+                .map(|cell| match cell {
+                    crm_sdk::wire::Cell::Null => analysis::Value::Null,
+                    crm_sdk::wire::Cell::Text(t) => analysis::Value::Text(t),
+                    crm_sdk::wire::Cell::Integer(i) => analysis::Value::Int(i),
+                    crm_sdk::wire::Cell::Number(n) => analysis::Value::Float(n),
+                    crm_sdk::wire::Cell::Money(c) => analysis::Value::Money(c),
+                    crm_sdk::wire::Cell::Boolean(b) => analysis::Value::Text(b.to_string()),
+                })
+                .collect(),
+        );
+    }
+    res
+}
+
+fn print_table(name: &str, table: &analysis::Table, format: Output) -> Result<()> {
+    match format {
+        Output::Table => outln!("== {name} ({} rows)\n{}", table.rows.len(), table.to_text()),
+        Output::Csv => out!("{}", table.to_csv()),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(table)?),
+    }
     Ok(())
 }

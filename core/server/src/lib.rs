@@ -4,4 +4,6 @@
 
 pub mod cli;
 pub mod host;
+pub mod plugins;
 mod progress;
+mod scaffold;

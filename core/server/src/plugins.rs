@@ -1,0 +1,151 @@
+//! Plugins and the rest of the CRM: the registry of a store, and the
+//! batches of customers plugins are called with, built from the analysis
+//! snapshot (core fields, attributes, the per-customer metrics, and the
+//! transaction lines the manifest asks for).
+
+use std::path::Path;
+
+use analysis::snapshot::NONE;
+use analysis::{Context, Scope, Snapshot};
+use anyhow::{Context as _, Result};
+use crm_sdk::wire;
+use model::{AcquisitionChannel, Gender, SalesChannel};
+use plugin_host::{LoadedPlugin, Registry};
+use rayon::prelude::*;
+
+/// The plugin registry of the store in directory `db`.
+pub fn registry(db: &Path) -> Result<Registry> {
+    Registry::open(&db.join("plugins"))
+        .with_context(|| format!("opening the plugins of {}", db.display()))
+}
+
+/// Makes the batches plugins are called with.
+pub struct Views<'s> {
+    snapshot: &'s Snapshot,
+    ctx: Context<'s>,
+    products: Vec<wire::Product>,
+}
+
+impl<'s> Views<'s> {
+    pub fn new(snapshot: &'s Snapshot) -> Views<'s> {
+        let p = &snapshot.products;
+        let products = (0..p.len())
+            .map(|i| wire::Product {
+                sku: p.skus[i].clone(),
+                name: p.names[i].clone(),
+                category: snapshot.dicts.category.get(p.category[i]).to_owned(),
+                brand: snapshot.dicts.brand.get(p.brand[i]).to_owned(),
+                unit_price: p.price[i],
+                unit_cost: p.cost[i],
+                attributes: p.attributes[i].clone(),
+            })
+            .collect();
+        Views {
+            snapshot,
+            ctx: Context::new(snapshot, &Scope::default()),
+            products,
+        }
+    }
+
+    /// The batch of customers `rows` as `plugin` reads them.
+    pub fn batch(&self, plugin: &LoadedPlugin, rows: &[u32]) -> wire::Batch {
+        let lines_days = plugin.manifest.inputs.lines_days as i32;
+        let as_of = self.ctx.as_of.map_or(0, |d| d.days());
+        wire::Batch {
+            as_of,
+            // Products travel only when lines refer to them.
+            products: if lines_days > 0 {
+                self.products.clone()
+            } else {
+                Vec::new()
+            },
+            customers: rows
+                .iter()
+                .map(|&ci| self.customer(ci, as_of - lines_days, lines_days > 0))
+                .collect(),
+        }
+    }
+
+    fn customer(&self, ci: u32, from_day: i32, with_lines: bool) -> wire::Customer {
+        let s = self.snapshot;
+        let c = &s.customers;
+        let i = ci as usize;
+        let m = analysis::customer_metrics(&self.ctx, ci);
+        let mut lines = Vec::new();
+        if with_lines {
+            let t = s.txns.of(ci);
+            let start =
+                t.ts.partition_point(|&ts| ts.div_euclid(86_400) < from_day as i64);
+            for k in start..t.len() {
+                lines.push(wire::Line {
+                    day: t.ts[k].div_euclid(86_400) as i32,
+                    product: if t.product[k] == NONE {
+                        u32::MAX
+                    } else {
+                        t.product[k]
+                    },
+                    quantity: t.quantity[k],
+                    amount: t.amount[k],
+                    cost: t.cost[k],
+                    channel: SalesChannel::from_index(t.channel[k])
+                        .map_or("", |c| c.as_str())
+                        .to_owned(),
+                });
+            }
+        }
+        let birth = c.birth[i];
+        wire::Customer {
+            id: c.id(ci).to_owned(),
+            name: c.names.get(i).to_owned(),
+            gender: Gender::from_index(c.gender[i])
+                .map_or("U", Gender::as_str)
+                .to_owned(),
+            birth_date: (birth != analysis::snapshot::NO_DAY).then_some(birth),
+            region: s.dicts.region.get(c.region[i]).to_owned(),
+            city: s.dicts.city.get(c.city[i]).to_owned(),
+            channel: AcquisitionChannel::from_index(c.channel[i])
+                .map_or("", |a| a.as_str())
+                .to_owned(),
+            joined_at: c.joined[i],
+            tier: s.dicts.tier.get(c.tier[i]).to_owned(),
+            attributes: c.attributes.get(i).to_owned(),
+            metrics: wire::Metrics {
+                revenue: m.revenue.cents(),
+                cost: m.cost.cents(),
+                lines: m.lines,
+                baskets: m.baskets,
+                first_purchase: m.first_purchase.map(|d| d.days()),
+                last_purchase: m.last_purchase.map(|d| d.days()),
+                recency_days: m.recency_days,
+                avg_interbasket_days: m.avg_interbasket_days,
+                r: m.r.unwrap_or(0),
+                f: m.f.unwrap_or(0),
+                m: m.m.unwrap_or(0),
+                churn_risk: m.churn_risk,
+                avg_rating: m.avg_rating,
+                open_opinions: m.open_opinions,
+            },
+            lines,
+        }
+    }
+}
+
+/// Runs `call` over the customers `rows` in batches of the plugin's size,
+/// on both cores; the per-customer results in the order of `rows`.
+pub fn per_batch<T: Send>(
+    views: &Views<'_>,
+    plugin: &LoadedPlugin,
+    rows: &[u32],
+    call: impl Fn(&wire::Batch) -> Result<Vec<T>, plugin_host::PluginError> + Sync,
+) -> Result<Vec<T>, plugin_host::PluginError> {
+    let size = plugin.manifest.limits.max_batch as usize;
+    let chunks: Vec<Result<Vec<T>, plugin_host::PluginError>> = rows
+        .par_chunks(size)
+        .map(|chunk| call(&views.batch(plugin, chunk)))
+        .collect();
+    let mut res = Vec::with_capacity(rows.len());
+    for chunk in chunks {
+        res.extend(chunk?);
+    }
+    Ok(res)
+}
