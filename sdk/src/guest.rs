@@ -128,7 +128,8 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    fn new(as_of: i32, products: &'a [Product], config: &'a Value) -> Context<'a> {
+    /// A context as the host makes it; plugins' own tests build one too.
+    pub fn new(as_of: i32, products: &'a [Product], config: &'a Value) -> Context<'a> {
         let product_attributes = products.iter().map(|_| OnceCell::new()).collect();
         Context {
             as_of,

@@ -4,5 +4,6 @@
 mod analyses;
 mod cli;
 mod import;
+mod industry;
 mod plugins;
 mod support;

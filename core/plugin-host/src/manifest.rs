@@ -163,6 +163,20 @@ impl Manifest {
                 SUPPORTED_API.join(", ")
             ));
         }
+        let mut files = vec![("component", &self.component)];
+        files.extend(self.fields.iter().map(|f| ("fields.schema", &f.schema)));
+        files.extend(self.config.iter().map(|c| ("config.schema", &c.schema)));
+        for (key, file) in files {
+            let path = std::path::Path::new(file);
+            let inside = path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if file.is_empty() || !inside {
+                return bad(format!(
+                    "{key} '{file}' must be a path inside the package, without '..'"
+                ));
+            }
+        }
         let h = &self.hooks;
         if !h.validate && h.derive.is_empty() && h.scores.is_empty() && h.analyses.is_empty() {
             return bad("[hooks] declares no hook".into());

@@ -894,11 +894,8 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let path = crate::scaffold::create(&name, &dir)?;
             outln!("created {}", path.display());
             outln!(
-                "\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2",
+                "\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  crm plugin install --db STORE .",
                 path.display()
-            );
-            outln!(
-                "\nthen package it (plugin.toml, fields.schema.json and the .wasm as plugin.wasm) and `crm plugin install`"
             );
             Ok(())
         }

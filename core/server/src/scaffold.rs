@@ -84,14 +84,17 @@ name = "{ty}"
 version = "0.1.0"
 api = "0.1"
 description = "What this plugin adds to the CRM"
-component = "plugin.wasm"
+# Where `cargo build --release --target wasm32-wasip2` puts the component:
+# `crm plugin install` copies it into the store, with this manifest.
+component = "target/wasm32-wasip2/release/{file}.wasm"
 
 [hooks]
 scores = ["engagement"]
 
 [fields]
 schema = "fields.schema.json"
-"#
+"#,
+            file = name.replace('-', "_")
         ),
     )?;
     write(
@@ -160,14 +163,15 @@ A plugin for the CRM.
     cargo test                                        # the plugin's logic, natively
     cargo build --release --target wasm32-wasip2      # the component
 
-Package it (a directory with plugin.toml, fields.schema.json and the component as plugin.wasm) and install it:
+Install it into a store (this directory is the package: plugin.toml names
+the component and the schemas), then score its customers:
 
-    mkdir -p package && cp plugin.toml fields.schema.json package/
-    cp target/wasm32-wasip2/release/{file}.wasm package/plugin.wasm
-    crm plugin install --db STORE package
+    crm plugin install --db STORE .
     crm plugin score --db STORE {name} engagement
-"#,
-            file = name.replace('-', "_")
+
+After a change, `cargo build --release --target wasm32-wasip2` and
+`crm plugin upgrade --db STORE .` (raise the version in plugin.toml first).
+"#
         ),
     )?;
     Ok(root)

@@ -268,3 +268,90 @@ impl Analysis for Opportunity {
 }
 
 crm_sdk::export_plugin!(BankCrossSell);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crm_sdk::wire;
+
+    const AS_OF: i32 = 20_000;
+
+    fn products() -> Vec<wire::Product> {
+        let product = |category: &str, kind: &str| wire::Product {
+            category: category.into(),
+            attributes: format!(r#"{{"product_type":"{kind}"}}"#),
+            ..wire::Product::default()
+        };
+        vec![
+            product("checking_account", "deposit"),
+            product("credit_card", "card"),
+            product("personal_loan", "loan"),
+        ]
+    }
+
+    /// A customer with lines (days ago, product, cents).
+    fn person(attributes: &str, lines: &[(i32, u32, i64)]) -> wire::Customer {
+        wire::Customer {
+            id: "C1".into(),
+            attributes: attributes.into(),
+            lines: lines
+                .iter()
+                .map(|&(ago, product, amount)| wire::Line {
+                    day: AS_OF - ago,
+                    product,
+                    quantity: 1,
+                    amount,
+                    ..wire::Line::default()
+                })
+                .collect(),
+            ..wire::Customer::default()
+        }
+    }
+
+    fn score(model: &str, c: &wire::Customer) -> Score {
+        let (products, config) = (products(), serde_json::Value::Null);
+        let ctx = Context::new(AS_OF, &products, &config);
+        BankCrossSell.score(model, &Customer::new(c), &ctx).unwrap()
+    }
+
+    #[test]
+    fn borrowers_and_strangers_are_not_loan_prospects() {
+        let borrower = person(r#"{"credit_score":800}"#, &[(10, 0, 100), (20, 2, 500)]);
+        assert_eq!(score("loan-propensity", &borrower).band, "has-loan");
+        let mortgaged = person(r#"{"has_mortgage":true}"#, &[(10, 0, 100)]);
+        assert_eq!(score("loan-propensity", &mortgaged).band, "has-loan");
+        let stranger = person("{}", &[]);
+        assert_eq!(score("loan-propensity", &stranger).band, "not-a-client");
+    }
+
+    #[test]
+    fn loan_propensity_adds_its_weighted_parts() {
+        // Credit 725: 0.4 * 0.5. Revenue 300 against 200: +50%, 0.3 * 0.75.
+        // Income 50,000: 0.2 * 0.5. Salaried: 0.1.
+        let c = person(
+            r#"{"credit_score":725,"annual_income":50000,"employment":"salaried"}"#,
+            &[(300, 0, 200), (100, 1, 300)],
+        );
+        let s = score("loan-propensity", &c);
+        assert_eq!(s.value, 0.625);
+        assert_eq!(s.band, "medium");
+        let features: Vec<&str> = s.reasons.iter().map(|r| r.feature.as_str()).collect();
+        assert_eq!(
+            features,
+            ["activity", "credit_score", "income", "employment"]
+        );
+    }
+
+    #[test]
+    fn next_best_product_follows_the_ladder() {
+        let likely = person(
+            r#"{"credit_score":850,"annual_income":90000,"employment":"salaried"}"#,
+            &[(300, 0, 200), (100, 0, 400)],
+        );
+        assert_eq!(score("next-best-product", &likely).band, "mortgage");
+        let fair = person(r#"{"credit_score":640}"#, &[(300, 0, 200)]);
+        assert_eq!(score("next-best-product", &fair).band, "credit_card");
+        let poor = person(r#"{"credit_score":500}"#, &[(30, 1, 200)]);
+        assert_eq!(score("next-best-product", &poor).band, "savings_account");
+    }
+}

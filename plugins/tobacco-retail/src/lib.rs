@@ -4,7 +4,8 @@
 //!
 //! - validate: the licence number's region code must be the outlet's region;
 //! - derive: quota utilisation over the last 3 months, regularity of orders;
-//! - score `reorder-risk`: how likely the outlet is to stop reordering;
+//! - score `reorder-risk`: how likely the outlet is to stop reordering
+//!   (overdue orders, falling volume, open complaints, silence);
 //! - analysis `sales-by-band`: sales by price band x district x store type.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +44,20 @@ pub fn quota_utilisation(customer: &Customer, ctx: &Context) -> Option<f64> {
     Some(cartons as f64 / (3 * quota) as f64)
 }
 
+/// Cartons a month over the last 3 months, and over the 9 months before
+/// (the rest of the year of lines).
+pub fn monthly_cartons(customer: &Customer, ctx: &Context) -> (f64, f64) {
+    let (mut recent, mut before) = (0u64, 0u64);
+    for line in customer.lines() {
+        if line.day >= ctx.as_of - QUOTA_DAYS {
+            recent += line.quantity as u64;
+        } else if line.day >= ctx.as_of - 365 {
+            before += line.quantity as u64;
+        }
+    }
+    (recent as f64 / 3.0, before as f64 / 9.0)
+}
+
 /// Days between consecutive order days of the year of lines.
 fn gaps(customer: &Customer) -> Vec<f64> {
     let days: BTreeSet<i32> = customer.lines().iter().map(|l| l.day).collect();
@@ -67,7 +82,7 @@ fn round(x: f64, decimals: i32) -> f64 {
     (x * scale).round() / scale
 }
 
-/// The reorder-risk model: overdue orders, an unused quota, open
+/// The reorder-risk model: overdue orders, falling volume, open
 /// complaints and the CRM's churn flag, each a weighted reason.
 pub fn reorder_risk(customer: &Customer, ctx: &Context) -> Score {
     let m = customer.metrics();
@@ -85,13 +100,14 @@ pub fn reorder_risk(customer: &Customer, ctx: &Context) -> Score {
             format!("{recency} days since the last order, usually every {cycle:.0} days"),
         ));
     }
-    if let Some(used) = quota_utilisation(customer, ctx)
-        && used < 0.5
-    {
+    let (recent, before) = monthly_cartons(customer, ctx);
+    if before > 0.0 && recent < 0.5 * before {
         reasons.push((
-            "quota",
-            0.3 * (1.0 - used / 0.5),
-            format!("{:.0}% of the quota used in 3 months", used * 100.0),
+            "volume",
+            0.3 * (1.0 - recent / (0.5 * before)),
+            format!(
+                "{recent:.0} cartons a month in the last 3 months, {before:.0} in the 9 before"
+            ),
         ));
     }
     if m.open_opinions > 0 {
@@ -252,3 +268,109 @@ impl Analysis for SalesByBand {
 }
 
 crm_sdk::export_plugin!(TobaccoRetail);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crm_sdk::wire;
+
+    const AS_OF: i32 = 20_000;
+
+    fn outlet(region: &str, attributes: &str, lines: &[(i32, u32)]) -> wire::Customer {
+        wire::Customer {
+            id: "C1".into(),
+            region: region.into(),
+            attributes: attributes.into(),
+            lines: lines
+                .iter()
+                .map(|&(ago, quantity)| wire::Line {
+                    day: AS_OF - ago,
+                    quantity,
+                    amount: 1000 * quantity as i64,
+                    ..wire::Line::default()
+                })
+                .collect(),
+            ..wire::Customer::default()
+        }
+    }
+
+    fn with<R>(c: &wire::Customer, f: impl FnOnce(&Customer, &Context) -> R) -> R {
+        let config = serde_json::Value::Null;
+        f(&Customer::new(c), &Context::new(AS_OF, &[], &config))
+    }
+
+    #[test]
+    fn quota_utilisation_counts_the_last_three_months() {
+        let c = outlet(
+            "North",
+            r#"{"monthly_quota":10}"#,
+            &[(200, 50), (92, 4), (10, 2)],
+        );
+        with(&c, |c, ctx| {
+            assert_eq!(quota_utilisation(c, ctx), Some(0.2))
+        });
+        let no_quota = outlet("North", r#"{"monthly_quota":0}"#, &[(10, 2)]);
+        with(&no_quota, |c, ctx| {
+            assert_eq!(quota_utilisation(c, ctx), None)
+        });
+    }
+
+    #[test]
+    fn order_regularity_needs_three_gaps() {
+        let clockwork = outlet("North", "{}", &[(28, 1), (21, 1), (14, 1), (7, 1), (7, 3)]);
+        with(&clockwork, |c, _| {
+            assert_eq!(order_regularity(c), Some(1.0))
+        });
+        let uneven = outlet("North", "{}", &[(40, 1), (30, 1), (10, 1), (0, 1)]);
+        // Gaps 10, 20, 10: mean 13.33, deviation 4.71.
+        with(&uneven, |c, _| {
+            let r = order_regularity(c).unwrap();
+            assert!((r - (1.0 - 4.714_045 / 13.333_333)).abs() < 1e-6, "{r}");
+        });
+        let short = outlet("North", "{}", &[(20, 1), (10, 1), (0, 1)]);
+        with(&short, |c, _| assert_eq!(order_regularity(c), None));
+    }
+
+    #[test]
+    fn a_licence_from_another_region_is_rejected() {
+        let plugin = TobaccoRetail;
+        let wrong = outlet("Central", r#"{"license_no":"250214704823"}"#, &[]);
+        with(&wrong, |c, ctx| {
+            let verdict = plugin.validate(c, ctx).unwrap();
+            assert_eq!(verdict.issues.len(), 1);
+            assert_eq!(verdict.issues[0].field, "license_no");
+            assert!(
+                verdict.issues[0].message.contains("issued in North (25)"),
+                "{}",
+                verdict.issues[0].message
+            );
+        });
+        let right = outlet("North", r#"{"license_no":"250214704823"}"#, &[]);
+        with(&right, |c, ctx| {
+            assert!(plugin.validate(c, ctx).unwrap().issues.is_empty())
+        });
+    }
+
+    #[test]
+    fn reorder_risk_weighs_overdue_orders_and_falling_volume() {
+        let never = outlet("North", "{}", &[]);
+        with(&never, |c, ctx| {
+            let s = reorder_risk(c, ctx);
+            assert_eq!((s.value, s.band.as_str()), (1.0, "no-orders"));
+        });
+
+        let mut c = outlet("North", "{}", &[(300, 90), (200, 90), (60, 9)]);
+        c.metrics.recency_days = Some(60);
+        c.metrics.avg_interbasket_days = Some(20.0);
+        with(&c, |c, ctx| {
+            let s = reorder_risk(c, ctx);
+            // Overdue: 60 / 20 = 3 cycles, the full 0.5. Volume: 3 a month
+            // against 20 before, 0.3 * (1 - 3 / 10).
+            assert_eq!(s.reasons[0].feature, "overdue");
+            assert_eq!(s.reasons[0].weight, 0.5);
+            assert_eq!(s.reasons[1].feature, "volume");
+            assert_eq!(s.reasons[1].weight, 0.21);
+            assert_eq!((s.value, s.band.as_str()), (0.71, "high"));
+        });
+    }
+}
