@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use generate::Industry;
-use model::{Date, Timestamp};
+use model::Timestamp;
 use serde_json::Value;
 
 use crate::support::{crm, dataset, plugin_package};
