@@ -256,7 +256,10 @@ fn tobacco_retail_derives_scores_and_analyses_generated_outlets() {
         }
     }
     assert!(bands.len() >= 3, "the model separates outlets: {bands:?}");
-    assert!(falling > 10, "only {falling} outlets order less than before");
+    assert!(
+        falling > 10,
+        "only {falling} outlets order less than before"
+    );
 
     // Sales by price band x business district x store type, last 365 days.
     let mut want = BTreeMap::<(String, String, String), (BTreeSet<&str>, u64, i64)>::new();

@@ -16,10 +16,12 @@ pub const SUPPORTED_API: &[&str] = &["0.1"];
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Lowercase letters, digits and dashes; unique among installed plugins.
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,64}$"))]
     pub id: String,
     /// A name for people.
     pub name: String,
     /// The plugin's own version, `major.minor.patch`.
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
     pub version: String,
     /// The plugin API it was built against, `major.minor` (see `crm-sdk`).
     pub api: String,
@@ -84,12 +86,15 @@ pub struct Inputs {
 pub struct Limits {
     /// Linear memory of one instance, in MiB.
     #[serde(default = "default_memory")]
+    #[schemars(range(min = 1, max = 256))]
     pub memory_mib: u32,
     /// Time for one call, in milliseconds.
     #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 30_000))]
     pub timeout_ms: u32,
     /// Most customers in one call.
     #[serde(default = "default_batch")]
+    #[schemars(range(min = 1, max = 4096))]
     pub max_batch: u32,
 }
 
@@ -125,14 +130,27 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest, PluginError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| PluginError::Invalid(format!("reading {}: {e}", path.display())))?;
-        let manifest: Manifest = toml::from_str(&text)
-            .map_err(|e| PluginError::Invalid(format!("{}: {e}", path.display())))?;
+        Manifest::parse(&text).map_err(|e| PluginError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and checks the text of a `plugin.toml`.
+    pub fn parse(text: &str) -> Result<Manifest, PluginError> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| PluginError::Invalid(e.to_string()))?;
         manifest.check()?;
         Ok(manifest)
     }
 
+    /// The JSON Schema (draft 2020-12) of `plugin.toml`, published as
+    /// `schemas/plugin-manifest.schema.json` for editors and CI checks.
+    pub fn json_schema() -> serde_json::Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+        serde_json::to_value(generator.into_root_schema_for::<Manifest>())
+            .expect("schemas serialize")
+    }
+
     fn check(&self) -> Result<(), PluginError> {
-        let bad = |why: String| Err(PluginError::Invalid(format!("plugin.toml: {why}")));
+        let bad = |why: String| Err(PluginError::Invalid(why));
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 64
             && self
@@ -203,5 +221,103 @@ impl Manifest {
             return bad(format!("limits.max_batch must be 1 to {MAX_BATCH}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const MINIMAL: &str = r#"
+id = "wine-shop"
+name = "Wine shop"
+version = "1.2.3"
+api = "0.1"
+component = "plugin.wasm"
+
+[hooks]
+scores = ["engagement"]
+"#;
+
+    #[test]
+    fn a_minimal_manifest_gets_the_default_limits() {
+        let m = Manifest::parse(MINIMAL).unwrap();
+        assert_eq!(m.limits, Limits::default());
+        assert_eq!(m.hooks.scores, ["engagement"]);
+        assert_eq!(m.inputs.lines_days, 0);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("id = \"wine-shop\"", "id = \"Wine Shop\"", "id 'Wine Shop'"),
+            (
+                "version = \"1.2.3\"",
+                "version = \"1.2\"",
+                "major.minor.patch",
+            ),
+            (
+                "api = \"0.1\"",
+                "api = \"9.0\"",
+                "api '9.0' is not supported",
+            ),
+            ("scores = [\"engagement\"]", "", "declares no hook"),
+            (
+                "scores = [\"engagement\"]",
+                "validate = true",
+                "validate and derive need [fields]",
+            ),
+            (
+                "component = \"plugin.wasm\"",
+                "component = \"../../etc/passwd\"",
+                "inside the package",
+            ),
+            (
+                "component = \"plugin.wasm\"",
+                "component = \"/tmp/plugin.wasm\"",
+                "inside the package",
+            ),
+            (
+                "[hooks]",
+                "capabilities = [\"network\"]\n[hooks]",
+                "capability 'network'",
+            ),
+            (
+                "[hooks]",
+                "[limits]\nmemory_mib = 4096\n[hooks]",
+                "memory_mib must be",
+            ),
+            (
+                "[hooks]",
+                "colour = \"red\"\n[hooks]",
+                "unknown field `colour`",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let text = MINIMAL.replace(from, to);
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{to}: {err}");
+        }
+    }
+
+    /// `schemas/plugin-manifest.schema.json` is what the types say;
+    /// `cargo xtask schemas` rewrites it.
+    #[test]
+    fn the_published_schema_is_current() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/plugin-manifest.schema.json");
+        let mut want = serde_json::to_string_pretty(&Manifest::json_schema()).unwrap();
+        want.push('\n');
+        if std::env::var_os("CRM_WRITE_SCHEMAS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{} is stale: run `cargo xtask schemas` and commit the result",
+            path.display()
+        );
     }
 }
