@@ -350,7 +350,10 @@ fn skip_invalid_imports_the_valid_rows_and_writes_the_rejected_ones() {
         with_field(l, 4, "-1")
     });
     edit_line(data.path(), "customers.csv", 2, |l| with_field(l, 2, "X"));
-    let options = transfer::ImportOptions { skip_invalid: true };
+    let options = transfer::ImportOptions {
+        skip_invalid: true,
+        ..Default::default()
+    };
     let report = transfer::import(&*store, data.path(), &options, &transfer::Silent).unwrap();
     let customers = report
         .files

@@ -552,3 +552,118 @@ fn a_new_plugin_is_scaffolded_that_builds_passes_its_test_and_installs() {
     let summary = f.run(&["plugin", "score", "wine-shop", "engagement", "--summary"]);
     assert!(summary.contains("scored 100 customers"), "{summary}");
 }
+
+/// `crm put` of one JSON record; its output (stdout, stderr, success).
+fn put(db: &Path, record: &Value) -> (String, String, bool) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::support::crm_bin())
+        .args(["put", "--db", db.to_str().unwrap(), "customer"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{record}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn custom_fields_are_checked_on_import_and_on_every_write() {
+    let f = Fixture::new(Industry::Retail, 200, 37, "tobacco-retail");
+    let get = |id: &str| -> Value {
+        let mut json: Value = serde_json::from_str(&f.run(&["get", "customer", id])).unwrap();
+        json.as_object_mut().unwrap().remove("metrics");
+        json
+    };
+    let before = get("C0000002");
+
+    // An import with custom fields that break the plugin's schema is
+    // refused with the file, the line, the field and the schema rule.
+    let bad = crate::support::copy_dataset(&f.data);
+    let path = bad.path().join("customers.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let licence = before["attributes"]["license_no"].as_str().unwrap();
+    lines[2] = lines[2].replace(licence, "12345");
+    lines[4] = lines[4].replace("\"\"monthly_quota\"\":", "\"\"monthly_quota\"\":-");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let db = f.db.to_str().unwrap();
+    let out = crm(&[
+        "import",
+        "--db",
+        db,
+        "--quiet",
+        bad.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "customers.csv:3: attributes: tobacco-retail: /license_no: \"12345\" does not match \"^[0-9]{12}$\" (schema /properties/license_no/pattern)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("customers.csv:5: attributes: tobacco-retail: /monthly_quota: -"),
+        "{err}"
+    );
+    assert!(err.contains("2 problems in 2 rows"), "{err}");
+    assert_eq!(get("C0000002"), before, "a refused import changes nothing");
+
+    // A write: accepted, then refused by the schema and by the plugin's
+    // validate hook, which checks the licence against the region.
+    let mut renamed = before.clone();
+    renamed["name"] = "Estanco Nuevo".into();
+    let (out, err, ok) = put(&f.db, &renamed);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "ok C0000002 updated");
+    assert_eq!(get("C0000002")["name"], "Estanco Nuevo");
+
+    let mut no_quota = renamed.clone();
+    no_quota["attributes"]["monthly_quota"] = "many".into();
+    let (_, err, ok) = put(&f.db, &no_quota);
+    assert!(!ok);
+    assert!(
+        err.contains("stdin line 1: attributes: tobacco-retail: /monthly_quota: \"many\" is not of type \"integer\""),
+        "{err}"
+    );
+
+    let mut moved = renamed.clone();
+    let region = if renamed["region"] == "Central" {
+        "West"
+    } else {
+        "Central"
+    };
+    moved["region"] = region.into();
+    let (_, err, ok) = put(&f.db, &moved);
+    assert!(!ok);
+    assert!(
+        err.contains("tobacco-retail refuses it: license_no: "),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("but the outlet is in {region}")),
+        "{err}"
+    );
+    assert_eq!(get("C0000002"), renamed, "a refused write changes nothing");
+
+    // A plugin's validate hook may patch its own fields as the record is written.
+    let config = f._dir.path().join("fixture.json");
+    std::fs::write(&config, r#"{"version": 1}"#).unwrap();
+    let package = plugin_package("fixture");
+    f.run(&[
+        "plugin",
+        "install",
+        "--config",
+        config.to_str().unwrap(),
+        package.to_str().unwrap(),
+    ]);
+    let (_, err, ok) = put(&f.db, &renamed);
+    assert!(ok, "{err}");
+    assert_eq!(get("C0000002")["attributes"]["fixture_seen"], true);
+}

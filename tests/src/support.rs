@@ -107,9 +107,7 @@ pub(crate) fn import(
     transfer::import(
         store,
         dir,
-        &transfer::ImportOptions {
-            skip_invalid: false,
-        },
+        &transfer::ImportOptions::default(),
         &transfer::Silent,
     )
 }

@@ -322,7 +322,7 @@ fn run(command: Command) -> Result<()> {
             quiet,
         } => {
             let store = open_store(&db.db, true)?;
-            import(&*store, &dir, skip_invalid, quiet)?;
+            import(&*store, &db.db, &dir, skip_invalid, quiet)?;
             // The snapshot is refreshed by a process of its own, so that the
             // import's memory and the snapshot's are not added up.
             drop(store);
@@ -398,7 +398,7 @@ fn run(command: Command) -> Result<()> {
         Command::Put { db, kind } => {
             let kind = parse_kind(&kind)?;
             let store = open_store(&db.db, true)?;
-            put(&*store, kind)
+            put(&*store, &db.db, kind)
         }
         Command::Get { db, kind, id } => {
             let kind = parse_kind(&kind)?;
@@ -458,8 +458,10 @@ fn parse_kind(kind: &str) -> Result<EntityKind> {
 /// Reads records of one kind as JSON lines from stdin and writes each one
 /// durably before acknowledging it with `ok <id> added|updated|unchanged`.
 /// Stops at the first invalid line; the lines before it are written.
-fn put(store: &dyn Store, kind: EntityKind) -> Result<()> {
+fn put(store: &dyn Store, db: &Path, kind: EntityKind) -> Result<()> {
     use std::io::{BufRead, Write};
+    let registry = crate::plugins::registry(db)?;
+    let rules = crate::plugins::FieldRules::of(&registry);
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for (n, line) in stdin.lines().enumerate() {
@@ -467,7 +469,13 @@ fn put(store: &dyn Store, kind: EntityKind) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let record = parse_record(kind, &line).with_context(|| format!("stdin line {}", n + 1))?;
+        let record = parse_record(kind, &line)
+            .and_then(|record| match record {
+                model::Record::Customer(c) => crate::plugins::validate_write(&registry, &rules, c)
+                    .map(model::Record::Customer),
+                other => Ok(other),
+            })
+            .with_context(|| format!("stdin line {}", n + 1))?;
         let id = record.id().to_owned();
         let counts = store
             .upsert_durable(vec![record])
@@ -690,9 +698,13 @@ fn open_store(path: &Path, create: bool) -> Result<Arc<dyn Store>> {
     store::open(path, &options).with_context(|| format!("opening the store at {}", path.display()))
 }
 
-fn import(store: &dyn Store, dir: &Path, skip_invalid: bool, quiet: bool) -> Result<()> {
+fn import(store: &dyn Store, db: &Path, dir: &Path, skip_invalid: bool, quiet: bool) -> Result<()> {
     let started = Instant::now();
-    let options = transfer::ImportOptions { skip_invalid };
+    let rules = crate::plugins::FieldRules::of(&crate::plugins::registry(db)?);
+    let options = transfer::ImportOptions {
+        skip_invalid,
+        rules: (!rules.is_empty()).then_some(&rules as &dyn transfer::Rules),
+    };
     let report = transfer::import(store, dir, &options, &Reporter::for_stderr(quiet))?;
     let mut rows = 0;
     for file in &report.files {
@@ -864,18 +876,73 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
         generate_data(industry, customers, 7, &data)?;
     }
     let db = dir.join(format!("store-{name}"));
+    let (plugin, model) = match industry {
+        Industry::Retail => ("tobacco-retail", "reorder-risk"),
+        Industry::Banking => ("bank-cross-sell", "loan-propensity"),
+    };
+    // The industry plugin goes in first, so that its fields are checked as
+    // the data comes in.
     let store = open_store(&db, true)?;
-    import(&*store, &data, false, false)?;
+    let installed = match demo_plugin(&db, plugin) {
+        Ok(()) => true,
+        Err(err) => {
+            eprintln!("the demo runs without the {plugin} plugin: {err:#}");
+            false
+        }
+    };
+    import(&*store, &db, &data, false, false)?;
     eprintln!("{}", describe_readiness(&open_snapshot(&*store, &db)?));
     outln!();
     stats(&*store, Some(&db))?;
     print_summary(&dataset_summary(&*store)?)?;
     outln!(
-        "\ntry:\n  {crm} get --db {db} customer C0000001\n  {crm} stats --db {db} --summary\n  {crm} export --db {db} {dir}/export",
+        "\ntry:\n  {crm} get --db {db} customer C0000001\n  {crm} stats --db {db} --summary\n  {crm} analyze --db {db} --all\n  {crm} export --db {db} {dir}/export",
         crm = this_command(),
         db = db.display(),
         dir = dir.display()
     );
+    if installed {
+        outln!(
+            "  {crm} plugin list --db {db}\n  {crm} plugin score --db {db} {plugin} {model} --summary",
+            crm = this_command(),
+            db = db.display(),
+        );
+    }
+    Ok(())
+}
+
+/// Builds the plugins from this CRM's sources (`cargo xtask plugins`) and
+/// installs, or upgrades, `id` in the store at `db`.
+fn demo_plugin(db: &Path, id: &str) -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !root.join("plugins").join(id).is_dir() {
+        bail!("its sources are not at {}", root.join("plugins").display());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building the plugins (cargo xtask plugins) ...");
+    let status = std::process::Command::new(&cargo)
+        .args(["run", "--quiet", "--package", "xtask", "--", "plugins"])
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("cargo xtask plugins failed");
+    }
+    let package = root.join("target/plugins").join(id);
+    let registry = crate::plugins::registry(db)?;
+    let installed = registry.list().into_iter().find(|p| p.id == id);
+    let built = plugin_host::Manifest::read(&package.join("plugin.toml"))?;
+    let plugin = match installed {
+        Some(p) if p.version != built.version => registry.upgrade(&package, None)?,
+        Some(_) => {
+            // The same version, perhaps rebuilt from changed sources.
+            registry.remove(id)?;
+            registry.install(&package, None)?
+        }
+        None => registry.install(&package, None)?,
+    };
+    registry.enable(id)?;
+    eprintln!("{} {} is installed", plugin.id(), plugin.manifest.version);
     Ok(())
 }
 

@@ -4,14 +4,16 @@
 //! transaction lines the manifest asks for).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use analysis::snapshot::NONE;
 use analysis::{Context, Scope, Snapshot};
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use crm_sdk::wire;
-use model::{AcquisitionChannel, Gender, SalesChannel};
+use model::{AcquisitionChannel, Gender, Record, SalesChannel};
 use plugin_host::{LoadedPlugin, Registry};
 use rayon::prelude::*;
+use serde_json::{Map, Value};
 
 /// The plugin registry of the store in directory `db`.
 pub fn registry(db: &Path) -> Result<Registry> {
@@ -148,4 +150,132 @@ pub fn per_batch<T: Send>(
         res.extend(chunk?);
     }
     Ok(res)
+}
+
+/// The custom fields of the enabled plugins: the JSON Schema of each
+/// plugin's namespace, checked on every import and write of a customer.
+pub struct FieldRules {
+    plugins: Vec<Arc<LoadedPlugin>>,
+}
+
+impl FieldRules {
+    pub fn of(registry: &Registry) -> FieldRules {
+        FieldRules {
+            plugins: registry
+                .enabled()
+                .into_iter()
+                .filter(|p| p.fields.is_some())
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// Each problem as `plugin: /field: message (schema path)`.
+    pub fn check(&self, attributes: &Map<String, Value>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for plugin in &self.plugins {
+            if let Some(fields) = &plugin.fields {
+                problems.extend(
+                    fields
+                        .check(attributes)
+                        .into_iter()
+                        .map(|p| format!("{}: {p}", plugin.id())),
+                );
+            }
+        }
+        problems
+    }
+}
+
+impl transfer::Rules for FieldRules {
+    fn problems(&self, record: &Record) -> Vec<transfer::format::FieldError> {
+        let Record::Customer(customer) = record else {
+            return Vec::new();
+        };
+        self.check(&customer.attributes.to_value())
+            .into_iter()
+            .map(|reason| transfer::format::FieldError {
+                column: "attributes",
+                reason,
+            })
+            .collect()
+    }
+}
+
+/// A customer being written, as the validate hook sees it: its fields and
+/// attributes, without metrics or lines.
+fn written(customer: &model::Customer) -> wire::Customer {
+    wire::Customer {
+        id: customer.customer_id.as_str().to_owned(),
+        name: customer.name.clone(),
+        gender: customer.gender.as_str().to_owned(),
+        birth_date: customer.birth_date.map(|d| d.days()),
+        region: customer.region.clone(),
+        city: customer.city.clone(),
+        channel: customer.channel.as_str().to_owned(),
+        joined_at: customer.joined_at.days(),
+        tier: customer.tier.clone(),
+        attributes: customer.attributes.as_str().to_owned(),
+        ..wire::Customer::default()
+    }
+}
+
+/// Runs the validate hook of every enabled plugin that has one on a
+/// customer being written, applies their patches to their own fields and
+/// checks every plugin's fields on the result. The customer to write, or
+/// why it is refused.
+pub fn validate_write(
+    registry: &Registry,
+    rules: &FieldRules,
+    mut customer: model::Customer,
+) -> Result<model::Customer> {
+    for plugin in registry
+        .enabled()
+        .iter()
+        .filter(|p| p.manifest.hooks.validate)
+    {
+        let batch = wire::Batch {
+            as_of: 0,
+            products: Vec::new(),
+            customers: vec![written(&customer)],
+        };
+        let outcome = plugin.validate(&batch);
+        registry.record(plugin.id(), &outcome);
+        let (mut verdicts, _) = outcome.with_context(|| format!("plugin {}", plugin.id()))?;
+        let verdict = verdicts
+            .pop()
+            .expect("the host checks one result per customer")
+            .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+        if !verdict.issues.is_empty() {
+            let issues: Vec<String> = verdict
+                .issues
+                .iter()
+                .map(|i| format!("{}: {}", i.field, i.message))
+                .collect();
+            bail!("{} refuses it: {}", plugin.id(), issues.join("; "));
+        }
+        if !verdict.patches.is_empty() {
+            let mut attributes = customer.attributes.to_value();
+            for patch in verdict.patches {
+                match patch.value {
+                    Some(json) => {
+                        attributes.insert(patch.field, serde_json::from_str(&json)?);
+                    }
+                    None => {
+                        attributes.remove(&patch.field);
+                    }
+                }
+            }
+            customer.attributes = model::Attributes::parse(&Value::Object(attributes).to_string())
+                .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+        }
+    }
+    let problems = rules.check(&customer.attributes.to_value());
+    if !problems.is_empty() {
+        bail!("attributes: {}", problems.join("; "));
+    }
+    Ok(customer)
 }

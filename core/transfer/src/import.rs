@@ -30,11 +30,21 @@ use crate::reader::{CsvFile, OpenError};
 /// Problems listed in an error before the rest are only counted.
 pub const MAX_LISTED_PROBLEMS: usize = 100;
 
-#[derive(Clone, Debug)]
-pub struct ImportOptions {
+#[derive(Clone, Copy, Default)]
+pub struct ImportOptions<'a> {
     /// Import the valid rows and write the invalid ones, with their problems,
     /// to `<file>.rejected.csv` beside each input file.
     pub skip_invalid: bool,
+    /// Rules beyond the core's, checked on every row that passes them: the
+    /// custom fields of the enabled industry plugins.
+    pub rules: Option<&'a dyn Rules>,
+}
+
+/// Rules a record must follow beyond the core's own, such as the JSON
+/// Schemas of industry plugins' custom fields.
+pub trait Rules: Sync {
+    /// The problems of `record`, each naming its column.
+    fn problems(&self, record: &Record) -> Vec<FieldError>;
 }
 
 /// Receives progress as an import reads its files.
@@ -328,7 +338,12 @@ fn check_file(
         let line = file.line();
         let outcome = match file.parse() {
             Ok(record) => {
-                let errors = check_record(kind, &record, known)?;
+                let mut errors = check_record(kind, &record, known)?;
+                if errors.is_empty()
+                    && let Some(rules) = options.rules
+                {
+                    errors = rules.problems(&record);
+                }
                 if errors.is_empty() {
                     Ok(record)
                 } else {

@@ -12,6 +12,6 @@ mod reader;
 
 pub use export::{ExportError, ExportReport, export};
 pub use import::{
-    FileReport, ImportError, ImportOptions, ImportReport, MAX_LISTED_PROBLEMS, Progress, Silent,
-    import,
+    FileReport, ImportError, ImportOptions, ImportReport, MAX_LISTED_PROBLEMS, Progress, Rules,
+    Silent, import,
 };
