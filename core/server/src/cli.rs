@@ -162,6 +162,14 @@ enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Time a scoring model over every customer: compiling and loading the
+    /// component, one call, building batches, scoring on one and on every core
+    Bench {
+        #[command(flatten)]
+        db: Db,
+        id: String,
+        model: String,
+    },
     /// Install and enable a plugin package: a directory with plugin.toml,
     /// its component and schemas (cargo xtask plugins builds them)
     Install {
@@ -964,6 +972,62 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                 "\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  crm plugin install --db STORE .",
                 path.display()
             );
+            Ok(())
+        }
+        PluginCommand::Bench { db, id, model } => {
+            let store = open_store(&db.db, false)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            let plugin = crate::plugins::registry(&db.db)?.get(&id)?;
+            let r = crate::plugins::bench(&opened.snapshot, &plugin, &model)?;
+            let n = r.customers.max(1) as f64;
+            let per = |d: std::time::Duration| d.as_secs_f64() * 1e9 / n;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            outln!(
+                "{id} {model}: {} customers in {} calls",
+                r.customers,
+                r.calls
+            );
+            outln!(
+                "{:<34} {:>10.1} ms",
+                "compile (empty cache)",
+                ms(r.cold_load)
+            );
+            outln!(
+                "{:<34} {:>10.2} ms",
+                "load (precompiled cache)",
+                ms(r.cached_load)
+            );
+            outln!(
+                "{:<34} {:>10.1} µs",
+                "instantiate + empty call (median)",
+                r.empty_call.as_secs_f64() * 1e6
+            );
+            outln!(
+                "{:<34} {:>10.1} ms {:>8.0} ns/customer",
+                "build batches, 1 core",
+                ms(r.batches),
+                per(r.batches)
+            );
+            outln!(
+                "{:<34} {:>10.1} ms {:>8.0} ns/customer",
+                "score, 1 core",
+                ms(r.one_core),
+                per(r.one_core)
+            );
+            outln!(
+                "{:<34} {:>10.1} ms {:>8.0} ns/customer",
+                "  of which in the plugin call",
+                ms(r.one_core.saturating_sub(r.batches)),
+                per(r.one_core.saturating_sub(r.batches))
+            );
+            outln!(
+                "{:<34} {:>10.1} ms {:>8.0} ns/customer",
+                "score, all cores (crm plugin score)",
+                ms(r.all_cores),
+                per(r.all_cores)
+            );
+            let bands: Vec<String> = r.bands.iter().map(|(b, n)| format!("{b} {n}")).collect();
+            outln!("bands: {}", bands.join(", "));
             Ok(())
         }
         PluginCommand::Install {

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use analysis::snapshot::NONE;
 use analysis::{Context, Scope, Snapshot};
@@ -278,4 +279,87 @@ pub fn validate_write(
         bail!("attributes: {}", problems.join("; "));
     }
     Ok(customer)
+}
+
+/// What `crm plugin bench` measures of one plugin model.
+pub struct BenchReport {
+    pub customers: usize,
+    pub calls: usize,
+    /// Compiling the component with an empty cache.
+    pub cold_load: Duration,
+    /// Loading it again from the precompiled artifact.
+    pub cached_load: Duration,
+    /// One call with an empty batch: instantiation plus the call itself
+    /// (median of 200).
+    pub empty_call: Duration,
+    /// Building the batches of every customer, on one core.
+    pub batches: Duration,
+    /// Scoring every customer, on one core: batches, encoding, the calls
+    /// and decoding.
+    pub one_core: Duration,
+    /// Scoring every customer as `crm plugin score` does, on every core.
+    pub all_cores: Duration,
+    /// The model's bands and how many customers have each.
+    pub bands: std::collections::BTreeMap<String, usize>,
+}
+
+/// Times `model` of `plugin` over every customer of `snapshot`.
+pub fn bench(snapshot: &Snapshot, plugin: &LoadedPlugin, model: &str) -> Result<BenchReport> {
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let config: Value = serde_json::from_str(&plugin.config)?;
+    let started = Instant::now();
+    let cold = LoadedPlugin::load(&plugin.dir, &config, scratch.path())?;
+    let cold_load = started.elapsed();
+    drop(cold);
+    let started = Instant::now();
+    let plugin = LoadedPlugin::load(&plugin.dir, &config, scratch.path())?;
+    let cached_load = started.elapsed();
+    anyhow::ensure!(plugin.from_cache, "the second load did not use the cache");
+
+    let empty = wire::Batch::default();
+    let mut times: Vec<Duration> = (0..200)
+        .map(|_| {
+            let started = Instant::now();
+            plugin.score(model, &empty).map(|_| started.elapsed())
+        })
+        .collect::<Result<_, _>>()?;
+    times.sort();
+    let empty_call = times[times.len() / 2];
+
+    let views = Views::new(snapshot);
+    let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
+    let size = plugin.manifest.limits.max_batch as usize;
+    let started = Instant::now();
+    for chunk in rows.chunks(size) {
+        std::hint::black_box(views.batch(&plugin, chunk));
+    }
+    let batches = started.elapsed();
+
+    let started = Instant::now();
+    for chunk in rows.chunks(size) {
+        std::hint::black_box(plugin.score(model, &views.batch(&plugin, chunk))?);
+    }
+    let one_core = started.elapsed();
+
+    let started = Instant::now();
+    let scores = per_batch(&views, &plugin, &rows, |batch| {
+        plugin.score(model, batch).map(|(s, _)| s)
+    })?;
+    let all_cores = started.elapsed();
+    let mut bands = std::collections::BTreeMap::new();
+    for score in &scores {
+        let band = score.as_ref().map_or("error", |s| s.band.as_str());
+        *bands.entry(band.to_owned()).or_default() += 1;
+    }
+    Ok(BenchReport {
+        customers: rows.len(),
+        calls: rows.len().div_ceil(size),
+        cold_load,
+        cached_load,
+        empty_call,
+        batches,
+        one_core,
+        all_cores,
+        bands,
+    })
 }
