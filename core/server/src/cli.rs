@@ -1010,6 +1010,12 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             );
             outln!(
                 "{:<34} {:>10.1} ms {:>8.0} ns/customer",
+                "  and encode them",
+                ms(r.encoded),
+                per(r.encoded)
+            );
+            outln!(
+                "{:<34} {:>10.1} ms {:>8.0} ns/customer",
                 "score, 1 core",
                 ms(r.one_core),
                 per(r.one_core)

@@ -294,6 +294,8 @@ pub struct BenchReport {
     pub empty_call: Duration,
     /// Building the batches of every customer, on one core.
     pub batches: Duration,
+    /// Building and encoding them.
+    pub encoded: Duration,
     /// Scoring every customer, on one core: batches, encoding, the calls
     /// and decoding.
     pub one_core: Duration,
@@ -334,6 +336,11 @@ pub fn bench(snapshot: &Snapshot, plugin: &LoadedPlugin, model: &str) -> Result<
         std::hint::black_box(views.batch(&plugin, chunk));
     }
     let batches = started.elapsed();
+    let started = Instant::now();
+    for chunk in rows.chunks(size) {
+        std::hint::black_box(wire::encode(&views.batch(&plugin, chunk)));
+    }
+    let encoded = started.elapsed();
 
     let started = Instant::now();
     for chunk in rows.chunks(size) {
@@ -358,6 +365,7 @@ pub fn bench(snapshot: &Snapshot, plugin: &LoadedPlugin, model: &str) -> Result<
         cached_load,
         empty_call,
         batches,
+        encoded,
         one_core,
         all_cores,
         bands,
