@@ -61,12 +61,12 @@ pub trait Analysis {
 
 /// A customer, as the plugin sees it.
 pub struct Customer<'a> {
-    wire: &'a wire::Customer,
+    wire: &'a wire::Customer<'a>,
     attributes: OnceCell<Map<String, Value>>,
 }
 
 impl<'a> Customer<'a> {
-    pub fn new(wire: &'a wire::Customer) -> Customer<'a> {
+    pub fn new(wire: &'a wire::Customer<'a>) -> Customer<'a> {
         Customer {
             wire,
             attributes: OnceCell::new(),
@@ -78,7 +78,7 @@ impl<'a> Customer<'a> {
     }
 
     /// The core fields: name, gender, region, tier, dates (as days).
-    pub fn core(&self) -> &wire::Customer {
+    pub fn core(&self) -> &wire::Customer<'a> {
         self.wire
     }
 
@@ -87,7 +87,7 @@ impl<'a> Customer<'a> {
     }
 
     /// The transaction lines the manifest asked for, oldest first.
-    pub fn lines(&self) -> &[Line] {
+    pub fn lines(&self) -> &[Line<'a>] {
         &self.wire.lines
     }
 
@@ -122,14 +122,14 @@ impl<'a> Customer<'a> {
 pub struct Context<'a> {
     /// The day the data is as of (days since 1970-01-01).
     pub as_of: i32,
-    products: &'a [Product],
+    products: &'a [Product<'a>],
     product_attributes: Vec<OnceCell<Map<String, Value>>>,
     config: &'a Value,
 }
 
 impl<'a> Context<'a> {
     /// A context as the host makes it; plugins' own tests build one too.
-    pub fn new(as_of: i32, products: &'a [Product], config: &'a Value) -> Context<'a> {
+    pub fn new(as_of: i32, products: &'a [Product<'a>], config: &'a Value) -> Context<'a> {
         let product_attributes = products.iter().map(|_| OnceCell::new()).collect();
         Context {
             as_of,
@@ -140,7 +140,7 @@ impl<'a> Context<'a> {
     }
 
     /// The product a line refers to.
-    pub fn product(&self, line: &Line) -> Option<&Product> {
+    pub fn product(&self, line: &Line) -> Option<&Product<'a>> {
         self.products.get(line.product as usize)
     }
 

@@ -4,49 +4,71 @@
 //! Days are counted from 1970-01-01; money is integer cents; JSON values
 //! travel as JSON text.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+
+/// Text that borrows from the encoded batch when decoded, and from the
+/// CRM's own data when built: no copy on either side.
+pub type Text<'a> = Cow<'a, str>;
 
 /// A batch of customers for a hook.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Batch {
+pub struct Batch<'a> {
     /// The day the data is as of: the day after the last transaction.
     pub as_of: i32,
     /// The products the customers' lines refer to, by position.
-    pub products: Vec<Product>,
-    pub customers: Vec<Customer>,
+    #[serde(borrow)]
+    pub products: Vec<Product<'a>>,
+    #[serde(borrow)]
+    pub customers: Vec<Customer<'a>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Product {
-    pub sku: String,
-    pub name: String,
-    pub category: String,
-    pub brand: String,
+pub struct Product<'a> {
+    #[serde(borrow)]
+    pub sku: Text<'a>,
+    #[serde(borrow)]
+    pub name: Text<'a>,
+    #[serde(borrow)]
+    pub category: Text<'a>,
+    #[serde(borrow)]
+    pub brand: Text<'a>,
     /// Cents.
     pub unit_price: i64,
     pub unit_cost: i64,
     /// The product's industry fields, a JSON object.
-    pub attributes: String,
+    #[serde(borrow)]
+    pub attributes: Text<'a>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Customer {
-    pub id: String,
-    pub name: String,
+pub struct Customer<'a> {
+    #[serde(borrow)]
+    pub id: Text<'a>,
+    #[serde(borrow)]
+    pub name: Text<'a>,
     /// M, F or U.
-    pub gender: String,
+    #[serde(borrow)]
+    pub gender: Text<'a>,
     pub birth_date: Option<i32>,
-    pub region: String,
-    pub city: String,
+    #[serde(borrow)]
+    pub region: Text<'a>,
+    #[serde(borrow)]
+    pub city: Text<'a>,
     /// Acquisition channel.
-    pub channel: String,
+    #[serde(borrow)]
+    pub channel: Text<'a>,
     pub joined_at: i32,
-    pub tier: String,
+    #[serde(borrow)]
+    pub tier: Text<'a>,
     /// The customer's industry fields, a JSON object.
-    pub attributes: String,
+    #[serde(borrow)]
+    pub attributes: Text<'a>,
     pub metrics: Metrics,
     /// Transaction lines of the last days the manifest asks for, oldest first.
-    pub lines: Vec<Line>,
+    #[serde(borrow)]
+    pub lines: Vec<Line<'a>>,
 }
 
 /// The CRM's per-customer metrics (the same definitions as its analyses).
@@ -73,7 +95,7 @@ pub struct Metrics {
 
 /// One transaction line.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Line {
+pub struct Line<'a> {
     pub day: i32,
     /// Position in `Batch::products`.
     pub product: u32,
@@ -81,7 +103,8 @@ pub struct Line {
     /// Cents.
     pub amount: i64,
     pub cost: i64,
-    pub channel: String,
+    #[serde(borrow)]
+    pub channel: Text<'a>,
 }
 
 /// What `validate` says of one customer.
@@ -169,6 +192,24 @@ pub type Results<T> = Vec<Result<T, String>>;
 
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("wire types encode")
+}
+
+impl Batch<'_> {
+    /// The batch encoded into one buffer, sized up front from the contents
+    /// so that it does not grow (and copy) as it is written.
+    pub fn encode(&self) -> Vec<u8> {
+        let text = |t: &str| t.len() + 2;
+        let mut size = 16;
+        for p in &self.products {
+            size += 24 + text(&p.sku) + text(&p.name) + text(&p.category);
+            size += text(&p.brand) + text(&p.attributes);
+        }
+        for c in &self.customers {
+            size += 96 + text(&c.id) + text(&c.name) + text(&c.region) + text(&c.city);
+            size += text(&c.tier) + text(&c.attributes) + 8 + c.lines.len() * 40;
+        }
+        postcard::to_extend(self, Vec::with_capacity(size)).expect("wire types encode")
+    }
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {

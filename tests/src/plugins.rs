@@ -11,8 +11,8 @@ use plugin_host::{PluginError, Registry};
 use crate::support::plugin_package;
 
 /// Three customers with 0, 2 and 5 baskets.
-pub(crate) fn batch() -> wire::Batch {
-    let customer = |id: &str, baskets: u32| wire::Customer {
+pub(crate) fn batch() -> wire::Batch<'static> {
+    let customer = |id: &'static str, baskets: u32| wire::Customer {
         id: id.into(),
         region: if baskets > 1 {
             "North".into()

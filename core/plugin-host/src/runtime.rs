@@ -173,7 +173,7 @@ fn config(pooling: bool) -> Config {
             .total_tables(1000)
             .max_memory_size((MAX_MEMORY_MIB as usize) << 20)
             .max_component_instance_size(1 << 20)
-            .linear_memory_keep_resident(1 << 20);
+            .linear_memory_keep_resident(4 << 20);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -535,7 +535,7 @@ impl LoadedPlugin {
         &self,
         batch: &wire::Batch,
     ) -> Result<(wire::Results<wire::Verdict>, Vec<LogLine>), PluginError> {
-        let bytes = wire::encode(batch);
+        let bytes = batch.encode();
         let (out, log) = self.call(|p, s| p.crm_plugin_hooks().call_validate(s, &bytes))?;
         let results: wire::Results<wire::Verdict> = self.decode(&out)?;
         self.check_count(&results, batch.customers.len())?;
@@ -570,7 +570,7 @@ impl LoadedPlugin {
         &self,
         batch: &wire::Batch,
     ) -> Result<(wire::Results<Vec<wire::Field>>, Vec<LogLine>), PluginError> {
-        let bytes = wire::encode(batch);
+        let bytes = batch.encode();
         let (out, log) = self.call(|p, s| p.crm_plugin_hooks().call_derive(s, &bytes))?;
         let results: wire::Results<Vec<wire::Field>> = self.decode(&out)?;
         self.check_count(&results, batch.customers.len())?;
@@ -607,7 +607,7 @@ impl LoadedPlugin {
                 self.manifest.hooks.scores.join(", ")
             )));
         }
-        let bytes = wire::encode(batch);
+        let bytes = batch.encode();
         let (out, log) = self.call(|p, s| p.crm_plugin_hooks().call_score(s, model, &bytes))?;
         let results: wire::Results<wire::Score> = self.decode(&out)?;
         self.check_count(&results, batch.customers.len())?;

@@ -43,7 +43,7 @@ pub fn holdings(customer: &Customer, ctx: &Context) -> Holdings {
             h.types.insert(t.to_owned());
         }
         if let Some(p) = ctx.product(line) {
-            h.categories.insert(p.category.clone());
+            h.categories.insert(p.category.to_string());
         }
         if line.day >= ctx.as_of - HALF_YEAR {
             h.recent += line.amount;
@@ -276,10 +276,10 @@ mod tests {
 
     const AS_OF: i32 = 20_000;
 
-    fn products() -> Vec<wire::Product> {
-        let product = |category: &str, kind: &str| wire::Product {
+    fn products() -> Vec<wire::Product<'static>> {
+        let product = |category: &'static str, kind: &str| wire::Product {
             category: category.into(),
-            attributes: format!(r#"{{"product_type":"{kind}"}}"#),
+            attributes: format!(r#"{{"product_type":"{kind}"}}"#).into(),
             ..wire::Product::default()
         };
         vec![
@@ -290,7 +290,7 @@ mod tests {
     }
 
     /// A customer with lines (days ago, product, cents).
-    fn person(attributes: &str, lines: &[(i32, u32, i64)]) -> wire::Customer {
+    fn person<'a>(attributes: &'a str, lines: &[(i32, u32, i64)]) -> wire::Customer<'a> {
         wire::Customer {
             id: "C1".into(),
             attributes: attributes.into(),

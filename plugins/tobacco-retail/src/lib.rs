@@ -276,7 +276,11 @@ mod tests {
 
     const AS_OF: i32 = 20_000;
 
-    fn outlet(region: &str, attributes: &str, lines: &[(i32, u32)]) -> wire::Customer {
+    fn outlet<'a>(
+        region: &'a str,
+        attributes: &'a str,
+        lines: &[(i32, u32)],
+    ) -> wire::Customer<'a> {
         wire::Customer {
             id: "C1".into(),
             region: region.into(),
