@@ -212,6 +212,36 @@ fn tobacco_retail_derives_scores_and_analyses_generated_outlets() {
     }
     assert!(regular > 50, "only {regular} outlets order regularly");
 
+    // Saved, the derived values become the outlets' own fields.
+    let out = f.run(&["plugin", "derive", "tobacco-retail", "--save"]);
+    assert!(
+        out.contains("derived fields saved for 600 customers (600 updated"),
+        "{out}"
+    );
+    for row in derived.iter().step_by(37) {
+        let id = row["customer_id"].as_str().unwrap();
+        let json: Value = serde_json::from_str(&f.run(&["get", "customer", id])).unwrap();
+        let attributes = &json["attributes"];
+        assert_eq!(
+            attributes["quota_utilisation"], row["quota_utilisation"],
+            "{id}"
+        );
+        assert_eq!(
+            attributes.get("order_regularity").unwrap_or(&Value::Null),
+            &row["order_regularity"],
+            "{id}"
+        );
+        assert_eq!(
+            attributes["license_no"], outlets[id].1["license_no"],
+            "{id}"
+        );
+    }
+    let out = f.run(&["plugin", "derive", "tobacco-retail", "--save"]);
+    assert!(
+        out.contains("(0 updated, 600 unchanged, 0 failed)"),
+        "{out}"
+    );
+
     // The reorder-risk model.
     let scores = f.rows(&["plugin", "score", "tobacco-retail", "reorder-risk"]);
     assert_eq!(scores.len(), outlets.len());

@@ -235,6 +235,10 @@ enum PluginCommand {
         customers: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         format: Output,
+        /// Store the values in the customers' attributes (the plugin's
+        /// derived fields), instead of printing them
+        #[arg(long)]
+        save: bool,
     },
     /// Run one of a plugin's industry analyses over all customers
     Analyze {
@@ -1189,6 +1193,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             id,
             customers,
             format,
+            save,
         } => {
             let store = open_store(&db.db, false)?;
             let opened = open_snapshot(&*store, &db.db)?;
@@ -1206,6 +1211,18 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                 outcome.map(|(fields, _)| fields)
             })?;
             let names = &plugin.manifest.hooks.derive;
+            if save {
+                let ids = rows.iter().map(|&ci| snapshot.customers.id(ci));
+                let report = crate::plugins::save_derived(&*store, names, ids.zip(&derived))?;
+                outln!(
+                    "{id}: derived fields saved for {} customers ({} updated, {} unchanged, {} failed)",
+                    rows.len(),
+                    report.counts.updated,
+                    report.counts.unchanged,
+                    report.failed
+                );
+                return Ok(());
+            }
             let mut columns = vec!["customer_id".to_owned()];
             columns.extend(names.iter().cloned());
             let mut table = analysis::Table::with_columns(columns);
@@ -1216,8 +1233,18 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                         .as_ref()
                         .ok()
                         .and_then(|f| f.iter().find(|f| f.name == *name))
-                        .map(|f| f.value.clone());
-                    row.push(value.map_or(analysis::Value::Null, analysis::Value::Text));
+                        .and_then(|f| serde_json::from_str::<serde_json::Value>(&f.value).ok());
+                    row.push(match value {
+                        None | Some(serde_json::Value::Null) => analysis::Value::Null,
+                        Some(serde_json::Value::Number(n)) if n.is_i64() => {
+                            analysis::Value::Int(n.as_i64().unwrap_or_default())
+                        }
+                        Some(serde_json::Value::Number(n)) => {
+                            analysis::Value::Float(n.as_f64().unwrap_or(f64::NAN))
+                        }
+                        Some(serde_json::Value::String(text)) => analysis::Value::Text(text),
+                        Some(other) => analysis::Value::Text(other.to_string()),
+                    });
                 }
                 table.push(row);
             }

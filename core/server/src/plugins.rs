@@ -376,3 +376,56 @@ pub fn bench(snapshot: &Snapshot, plugin: &LoadedPlugin, model: &str) -> Result<
         bands,
     })
 }
+
+/// What `save_derived` did.
+pub struct SaveReport {
+    pub counts: store::UpsertCounts,
+    /// Customers whose derivation failed (left as they were).
+    pub failed: usize,
+}
+
+/// Writes derived values into the customers' attributes: each of the
+/// plugin's derived fields `names` is set to its value, or removed when the
+/// plugin gave none. The values were checked against the plugin's schema
+/// by the host. The store is flushed at the end.
+pub fn save_derived<'a>(
+    store: &dyn store::Store,
+    names: &[String],
+    derived: impl Iterator<Item = (&'a str, &'a Result<Vec<wire::Field>, String>)>,
+) -> Result<SaveReport> {
+    let mut report = SaveReport {
+        counts: store::UpsertCounts::default(),
+        failed: 0,
+    };
+    let mut batch = Vec::new();
+    for (id, fields) in derived {
+        let Ok(fields) = fields else {
+            report.failed += 1;
+            continue;
+        };
+        let Some(Record::Customer(mut customer)) = store.get(model::EntityKind::Customer, id)?
+        else {
+            continue;
+        };
+        let mut attributes = customer.attributes.to_value();
+        for name in names {
+            match fields.iter().find(|f| f.name == *name) {
+                Some(f) => {
+                    attributes.insert(name.clone(), serde_json::from_str(&f.value)?);
+                }
+                None => {
+                    attributes.remove(name);
+                }
+            }
+        }
+        customer.attributes = model::Attributes::parse(&Value::Object(attributes).to_string())
+            .map_err(|e| anyhow::anyhow!("customer {id}: {e}"))?;
+        batch.push(Record::Customer(customer));
+        if batch.len() == 10_000 {
+            report.counts += store.upsert(std::mem::take(&mut batch))?;
+        }
+    }
+    report.counts += store.upsert(batch)?;
+    store.flush()?;
+    Ok(report)
+}
