@@ -251,20 +251,24 @@ fn with_config<R>(f: impl FnOnce(&Value) -> R) -> R {
         .with(|c| f(c.get_or_init(|| serde_json::from_str(&host::config()).unwrap_or(Value::Null))))
 }
 
-/// Calls `f` for each customer of an encoded batch; encodes the results.
+/// Calls `f` for each customer of an encoded batch, decoding one customer
+/// at a time; encodes the results as they come.
 fn per_customer<T: Serialize>(
     batch: &[u8],
     f: impl Fn(&Customer, &Context) -> Result<T, String>,
 ) -> Result<Vec<u8>, String> {
-    let batch: wire::Batch = wire::decode(batch)?;
+    let (head, customers) = wire::read_batch(batch)?;
     with_config(|config| {
-        let ctx = Context::new(batch.as_of, &batch.products, config);
-        let results: Vec<Result<T, String>> = batch
-            .customers
-            .iter()
-            .map(|c| f(&Customer::new(c), &ctx))
-            .collect();
-        Ok(wire::encode(&results))
+        let ctx = Context::new(head.as_of, &head.products, config);
+        // The same bytes as encoding a Vec of the results: the length, then
+        // each result.
+        let mut out = postcard::to_extend(&(customers.remaining() as u64), Vec::new())
+            .map_err(|e| e.to_string())?;
+        for customer in customers {
+            let result = f(&Customer::new(&customer?), &ctx);
+            out = postcard::to_extend(&result, out).map_err(|e| e.to_string())?;
+        }
+        Ok(out)
     })
 }
 
@@ -307,14 +311,14 @@ pub mod run {
     }
 
     pub fn analysis_feed(batch: &[u8]) -> Result<(), String> {
-        let batch: wire::Batch = wire::decode(batch)?;
+        let (head, customers) = wire::read_batch(batch)?;
         with_config(|config| {
-            let ctx = Context::new(batch.as_of, &batch.products, config);
+            let ctx = Context::new(head.as_of, &head.products, config);
             ANALYSIS.with(|a| {
                 let mut a = a.borrow_mut();
                 let analysis = a.as_mut().ok_or("no analysis was begun")?;
-                for c in &batch.customers {
-                    analysis.feed(&Customer::new(c), &ctx)?;
+                for customer in customers {
+                    analysis.feed(&Customer::new(&customer?), &ctx)?;
                 }
                 Ok(())
             })

@@ -194,6 +194,64 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("wire types encode")
 }
 
+/// The head of an encoded batch: its day and products.
+pub struct BatchHead<'a> {
+    pub as_of: i32,
+    pub products: Vec<Product<'a>>,
+}
+
+/// The customers of an encoded batch, read one at a time, so that a
+/// plugin never holds the decoded customers of a whole batch in memory.
+pub struct CustomerReader<'a> {
+    /// Customers not read yet.
+    remaining: u64,
+    rest: &'a [u8],
+}
+
+fn unreadable(e: postcard::Error) -> String {
+    format!("the batch cannot be read: {e}")
+}
+
+/// Reads the head of an encoded [`Batch`]; its customers follow.
+pub fn read_batch(bytes: &[u8]) -> Result<(BatchHead<'_>, CustomerReader<'_>), String> {
+    let (as_of, rest) = postcard::take_from_bytes::<i32>(bytes).map_err(unreadable)?;
+    let (products, rest) = postcard::take_from_bytes::<Vec<Product>>(rest).map_err(unreadable)?;
+    // A sequence's length is encoded as a varint, as a u64 is.
+    let (remaining, rest) = postcard::take_from_bytes::<u64>(rest).map_err(unreadable)?;
+    Ok((
+        BatchHead { as_of, products },
+        CustomerReader { remaining, rest },
+    ))
+}
+
+impl<'a> CustomerReader<'a> {
+    /// How many customers are left.
+    pub fn remaining(&self) -> usize {
+        self.remaining as usize
+    }
+}
+
+impl<'a> Iterator for CustomerReader<'a> {
+    type Item = Result<Customer<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        Some(match postcard::take_from_bytes::<Customer<'a>>(self.rest) {
+            Ok((customer, rest)) => {
+                self.rest = rest;
+                Ok(customer)
+            }
+            Err(e) => {
+                self.remaining = 0;
+                Err(unreadable(e))
+            }
+        })
+    }
+}
+
 impl Batch<'_> {
     /// The batch encoded into one buffer, sized up front from the contents
     /// so that it does not grow (and copy) as it is written.
@@ -214,4 +272,61 @@ impl Batch<'_> {
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("undecodable batch: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_back_one_customer_at_a_time() {
+        let customer = |id: &'static str, lines: usize| Customer {
+            id: id.into(),
+            name: "Ana Núñez, \"la jefa\"".into(),
+            attributes: r#"{"credit_score":700}"#.into(),
+            metrics: Metrics {
+                baskets: 3,
+                avg_rating: Some(4.5),
+                ..Metrics::default()
+            },
+            lines: vec![
+                Line {
+                    day: -3,
+                    product: 1,
+                    quantity: 2,
+                    amount: -150,
+                    cost: 90,
+                    channel: "store".into(),
+                };
+                lines
+            ],
+            ..Customer::default()
+        };
+        let batch = Batch {
+            as_of: 20_454,
+            products: vec![Product {
+                sku: "P1".into(),
+                attributes: "{}".into(),
+                ..Product::default()
+            }],
+            customers: (0..300)
+                .map(|i| customer(if i % 2 == 0 { "A" } else { "B" }, i % 7))
+                .collect(),
+        };
+        let bytes = batch.encode();
+        assert_eq!(
+            bytes,
+            encode(&batch),
+            "sizing the buffer does not change the bytes"
+        );
+        let (head, customers) = read_batch(&bytes).unwrap();
+        assert_eq!((head.as_of, &head.products), (batch.as_of, &batch.products));
+        assert_eq!(customers.remaining(), 300);
+        let read: Vec<Customer> = customers.map(Result::unwrap).collect();
+        assert_eq!(read, batch.customers);
+
+        let (_, short) = read_batch(&bytes[..bytes.len() / 2]).unwrap();
+        let outcome: Result<Vec<_>, _> = short.collect();
+        assert!(outcome.unwrap_err().contains("cannot be read"));
+    }
 }
