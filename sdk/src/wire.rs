@@ -8,9 +8,10 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-/// Text that borrows from the encoded batch when decoded, and from the
-/// CRM's own data when built: no copy on either side.
-pub type Text<'a> = Cow<'a, str>;
+// Text is `Cow<'a, str>` with `#[serde(borrow)]`, spelled out: serde
+// borrows from the encoded batch only for a field it can see is a `Cow`
+// (not through a type alias). The host builds batches borrowing from its
+// snapshot, and a plugin decodes them without copying a string.
 
 /// A batch of customers for a hook.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -27,44 +28,44 @@ pub struct Batch<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Product<'a> {
     #[serde(borrow)]
-    pub sku: Text<'a>,
+    pub sku: Cow<'a, str>,
     #[serde(borrow)]
-    pub name: Text<'a>,
+    pub name: Cow<'a, str>,
     #[serde(borrow)]
-    pub category: Text<'a>,
+    pub category: Cow<'a, str>,
     #[serde(borrow)]
-    pub brand: Text<'a>,
+    pub brand: Cow<'a, str>,
     /// Cents.
     pub unit_price: i64,
     pub unit_cost: i64,
     /// The product's industry fields, a JSON object.
     #[serde(borrow)]
-    pub attributes: Text<'a>,
+    pub attributes: Cow<'a, str>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Customer<'a> {
     #[serde(borrow)]
-    pub id: Text<'a>,
+    pub id: Cow<'a, str>,
     #[serde(borrow)]
-    pub name: Text<'a>,
+    pub name: Cow<'a, str>,
     /// M, F or U.
     #[serde(borrow)]
-    pub gender: Text<'a>,
+    pub gender: Cow<'a, str>,
     pub birth_date: Option<i32>,
     #[serde(borrow)]
-    pub region: Text<'a>,
+    pub region: Cow<'a, str>,
     #[serde(borrow)]
-    pub city: Text<'a>,
+    pub city: Cow<'a, str>,
     /// Acquisition channel.
     #[serde(borrow)]
-    pub channel: Text<'a>,
+    pub channel: Cow<'a, str>,
     pub joined_at: i32,
     #[serde(borrow)]
-    pub tier: Text<'a>,
+    pub tier: Cow<'a, str>,
     /// The customer's industry fields, a JSON object.
     #[serde(borrow)]
-    pub attributes: Text<'a>,
+    pub attributes: Cow<'a, str>,
     pub metrics: Metrics,
     /// Transaction lines of the last days the manifest asks for, oldest first.
     #[serde(borrow)]
@@ -104,7 +105,7 @@ pub struct Line<'a> {
     pub amount: i64,
     pub cost: i64,
     #[serde(borrow)]
-    pub channel: Text<'a>,
+    pub channel: Cow<'a, str>,
 }
 
 /// What `validate` says of one customer.

@@ -107,7 +107,7 @@ fn default_timeout() -> u32 {
 }
 
 fn default_batch() -> u32 {
-    512
+    2048
 }
 
 impl Default for Limits {
