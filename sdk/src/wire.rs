@@ -171,6 +171,15 @@ pub struct Column {
     pub kind: Kind,
 }
 
+impl Column {
+    pub fn new(name: &str, kind: Kind) -> Column {
+        Column {
+            name: name.into(),
+            kind,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Cell {
     Null,

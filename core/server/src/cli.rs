@@ -1129,18 +1129,13 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             format,
             summary,
         } => {
-            let store = open_store(&db.db, false)?;
-            let opened = open_snapshot(&*store, &db.db)?;
-            let registry = crate::plugins::registry(&db.db)?;
-            let plugin = registry.get(&id)?;
-            let snapshot = &opened.snapshot;
-            let rows = match &customers {
-                Some(path) => segment_rows(snapshot, path)?,
-                None => (0..snapshot.customers.len() as u32).collect(),
-            };
+            let run = PluginRun::open(&db.db, &id)?;
+            let (registry, plugin) = (&run.registry, &run.plugin);
+            let snapshot = &run.opened.snapshot;
+            let rows = run.rows(customers.as_deref())?;
             let views = crate::plugins::Views::new(snapshot);
             let started = Instant::now();
-            let scores = crate::plugins::per_batch(&views, &plugin, &rows, |batch| {
+            let scores = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
                 let outcome = plugin.score(&model, batch);
                 registry.record(&id, &outcome);
                 outcome.map(|(scores, _)| scores)
@@ -1195,17 +1190,12 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             format,
             save,
         } => {
-            let store = open_store(&db.db, false)?;
-            let opened = open_snapshot(&*store, &db.db)?;
-            let registry = crate::plugins::registry(&db.db)?;
-            let plugin = registry.get(&id)?;
-            let snapshot = &opened.snapshot;
-            let rows = match &customers {
-                Some(path) => segment_rows(snapshot, path)?,
-                None => (0..snapshot.customers.len() as u32).collect(),
-            };
+            let run = PluginRun::open(&db.db, &id)?;
+            let (store, registry, plugin) = (&run.store, &run.registry, &run.plugin);
+            let snapshot = &run.opened.snapshot;
+            let rows = run.rows(customers.as_deref())?;
             let views = crate::plugins::Views::new(snapshot);
-            let derived = crate::plugins::per_batch(&views, &plugin, &rows, |batch| {
+            let derived = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
                 let outcome = plugin.derive(batch);
                 registry.record(&id, &outcome);
                 outcome.map(|(fields, _)| fields)
@@ -1213,7 +1203,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let names = &plugin.manifest.hooks.derive;
             if save {
                 let ids = rows.iter().map(|&ci| snapshot.customers.id(ci));
-                let report = crate::plugins::save_derived(&*store, names, ids.zip(&derived))?;
+                let report = crate::plugins::save_derived(&**store, names, ids.zip(&derived))?;
                 outln!(
                     "{id}: derived fields saved for {} customers ({} updated, {} unchanged, {} failed)",
                     rows.len(),
@@ -1257,18 +1247,48 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             params,
             format,
         } => {
-            let store = open_store(&db.db, false)?;
-            let opened = open_snapshot(&*store, &db.db)?;
-            let registry = crate::plugins::registry(&db.db)?;
-            let plugin = registry.get(&id)?;
-            let snapshot = &opened.snapshot;
-            let views = crate::plugins::Views::new(snapshot);
-            let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
+            let run = PluginRun::open(&db.db, &id)?;
+            let (registry, plugin) = (&run.registry, &run.plugin);
+            let views = crate::plugins::Views::new(&run.opened.snapshot);
+            let rows = run.rows(None)?;
             let size = plugin.manifest.limits.max_batch as usize;
-            let mut batches = rows.chunks(size).map(|chunk| views.batch(&plugin, chunk));
+            let mut batches = rows.chunks(size).map(|chunk| views.batch(plugin, chunk));
             let (table, _) =
                 registry.analysis(&id, &name, params.as_deref().unwrap_or(""), &mut batches)?;
             print_table(&format!("{id} {name}"), &plugin_table(table), format)
+        }
+    }
+}
+
+/// What a `crm plugin` command over customers works with: the store, its
+/// snapshot, its plugins and the one called.
+struct PluginRun {
+    store: Arc<dyn Store>,
+    opened: crate::host::Opened,
+    registry: plugin_host::Registry,
+    plugin: Arc<plugin_host::LoadedPlugin>,
+}
+
+impl PluginRun {
+    fn open(db: &Path, id: &str) -> Result<PluginRun> {
+        let store = open_store(db, false)?;
+        let opened = open_snapshot(&*store, db)?;
+        let registry = crate::plugins::registry(db)?;
+        let plugin = registry.get(id)?;
+        Ok(PluginRun {
+            store,
+            opened,
+            registry,
+            plugin,
+        })
+    }
+
+    /// The customers listed in `customers` (see `--customers`), or all.
+    fn rows(&self, customers: Option<&Path>) -> Result<Vec<u32>> {
+        let snapshot = &self.opened.snapshot;
+        match customers {
+            Some(path) => segment_rows(snapshot, path),
+            None => Ok((0..snapshot.customers.len() as u32).collect()),
         }
     }
 }

@@ -231,18 +231,14 @@ impl Analysis for Opportunity {
     }
 
     fn finish(self: Box<Self>) -> Result<Table, String> {
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-        };
         Ok(Table {
             columns: vec![
-                column("risk_level", Kind::Text),
-                column("employment", Kind::Text),
-                column("customers", Kind::Integer),
-                column("eligible", Kind::Integer),
-                column("likely", Kind::Integer),
-                column("mean_propensity", Kind::Number),
+                Column::new("risk_level", Kind::Text),
+                Column::new("employment", Kind::Text),
+                Column::new("customers", Kind::Integer),
+                Column::new("eligible", Kind::Integer),
+                Column::new("likely", Kind::Integer),
+                Column::new("mean_propensity", Kind::Number),
             ],
             rows: self
                 .cells

@@ -236,18 +236,14 @@ impl Analysis for SalesByBand {
     }
 
     fn finish(self: Box<Self>) -> Result<Table, String> {
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-        };
         Ok(Table {
             columns: vec![
-                column("price_band", Kind::Text),
-                column("business_district", Kind::Text),
-                column("store_type", Kind::Text),
-                column("outlets", Kind::Integer),
-                column("cartons", Kind::Integer),
-                column("revenue", Kind::Money),
+                Column::new("price_band", Kind::Text),
+                Column::new("business_district", Kind::Text),
+                Column::new("store_type", Kind::Text),
+                Column::new("outlets", Kind::Integer),
+                Column::new("cartons", Kind::Integer),
+                Column::new("revenue", Kind::Money),
             ],
             rows: self
                 .cells
