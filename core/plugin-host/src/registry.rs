@@ -407,6 +407,18 @@ impl Registry {
         }
     }
 
+    /// Runs `call` on a loaded plugin and counts its outcome towards the
+    /// plugin's failures in a row (see [`Registry::record`]).
+    pub fn counted<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        call: impl FnOnce(&LoadedPlugin) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        let outcome = call(plugin);
+        self.record(plugin.id(), &outcome);
+        outcome
+    }
+
     /// Scores with an enabled plugin's model, counting the outcome.
     pub fn score(
         &self,
@@ -414,10 +426,7 @@ impl Registry {
         model: &str,
         batch: &wire::Batch,
     ) -> Result<(wire::Results<wire::Score>, Vec<LogLine>), PluginError> {
-        let plugin = self.get(id)?;
-        let outcome = plugin.score(model, batch);
-        self.record(id, &outcome);
-        outcome
+        self.counted(&*self.get(id)?, |p| p.score(model, batch))
     }
 
     pub fn derive(
@@ -425,10 +434,7 @@ impl Registry {
         id: &str,
         batch: &wire::Batch,
     ) -> Result<(wire::Results<Vec<wire::Field>>, Vec<LogLine>), PluginError> {
-        let plugin = self.get(id)?;
-        let outcome = plugin.derive(batch);
-        self.record(id, &outcome);
-        outcome
+        self.counted(&*self.get(id)?, |p| p.derive(batch))
     }
 
     pub fn validate(
@@ -436,10 +442,7 @@ impl Registry {
         id: &str,
         batch: &wire::Batch,
     ) -> Result<(wire::Results<wire::Verdict>, Vec<LogLine>), PluginError> {
-        let plugin = self.get(id)?;
-        let outcome = plugin.validate(batch);
-        self.record(id, &outcome);
-        outcome
+        self.counted(&*self.get(id)?, |p| p.validate(batch))
     }
 
     pub fn analysis(
@@ -449,10 +452,7 @@ impl Registry {
         params: &str,
         batches: &mut dyn Iterator<Item = wire::Batch>,
     ) -> Result<(wire::Table, Vec<LogLine>), PluginError> {
-        let plugin = self.get(id)?;
-        let outcome = plugin.analysis(name, params, batches);
-        self.record(id, &outcome);
-        outcome
+        self.counted(&*self.get(id)?, |p| p.analysis(name, params, batches))
     }
 }
 

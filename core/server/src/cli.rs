@@ -1136,9 +1136,9 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let views = crate::plugins::Views::new(snapshot);
             let started = Instant::now();
             let scores = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
-                let outcome = plugin.score(&model, batch);
-                registry.record(&id, &outcome);
-                outcome.map(|(scores, _)| scores)
+                registry
+                    .counted(plugin, |p| p.score(&model, batch))
+                    .map(|(scores, _)| scores)
             })?;
             let took = started.elapsed();
             if summary {
@@ -1196,9 +1196,9 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let rows = run.rows(customers.as_deref())?;
             let views = crate::plugins::Views::new(snapshot);
             let derived = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
-                let outcome = plugin.derive(batch);
-                registry.record(&id, &outcome);
-                outcome.map(|(fields, _)| fields)
+                registry
+                    .counted(plugin, |p| p.derive(batch))
+                    .map(|(fields, _)| fields)
             })?;
             let names = &plugin.manifest.hooks.derive;
             if save {

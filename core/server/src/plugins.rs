@@ -244,9 +244,9 @@ pub fn validate_write(
             products: Vec::new(),
             customers: vec![written(&customer)],
         };
-        let outcome = plugin.validate(&batch);
-        registry.record(plugin.id(), &outcome);
-        let (mut verdicts, _) = outcome.with_context(|| format!("plugin {}", plugin.id()))?;
+        let (mut verdicts, _) = registry
+            .counted(plugin, |p| p.validate(&batch))
+            .with_context(|| format!("plugin {}", plugin.id()))?;
         let verdict = verdicts
             .pop()
             .expect("the host checks one result per customer")
