@@ -77,6 +77,7 @@ pub enum Shape {
 }
 
 /// A segment compiled for one catalog and one as-of day.
+#[derive(Debug)]
 pub struct Compiled {
     pub shape: Shape,
     ast: AST,
