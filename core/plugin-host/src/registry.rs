@@ -151,6 +151,15 @@ impl Registry {
         ];
         files.extend(manifest.fields.iter().map(|f| PathBuf::from(&f.schema)));
         files.extend(manifest.config.iter().map(|c| PathBuf::from(&c.schema)));
+        // Segment scripts shipped with the plugin, if any.
+        if let Ok(entries) = std::fs::read_dir(package.join("segments")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if Path::new(&name).extension().is_some_and(|x| x == "rhai") {
+                    files.push(Path::new("segments").join(name));
+                }
+            }
+        }
         for file in files {
             let (from, to) = (package.join(&file), dir.join(&file));
             if let Some(parent) = to.parent() {

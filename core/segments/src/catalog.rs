@@ -56,7 +56,10 @@ pub enum Source {
     Core,
     Metric,
     /// A top-level key of the customer's attributes, owned by a plugin.
-    Attribute { plugin: String, key: String },
+    Attribute {
+        plugin: String,
+        key: String,
+    },
     /// A plugin score model: its value, or its band.
     Score {
         plugin: String,
@@ -124,7 +127,12 @@ const METRICS: &[(&str, Ty, Reach, &str)] = &[
         Reach::Own,
         "sum of the amounts of their lines",
     ),
-    ("cost", Ty::Float, Reach::Own, "sum of the costs of their lines"),
+    (
+        "cost",
+        Ty::Float,
+        Reach::Own,
+        "sum of the costs of their lines",
+    ),
     ("margin", Ty::Float, Reach::Own, "revenue minus cost"),
     ("lines", Ty::Int, Reach::Own, "transaction lines"),
     ("baskets", Ty::Int, Reach::Own, "days with a purchase"),
@@ -134,8 +142,18 @@ const METRICS: &[(&str, Ty, Reach, &str)] = &[
         Reach::Own,
         "revenue per basket (missing without baskets)",
     ),
-    ("first_purchase", Ty::Day, Reach::Own, "day of the first purchase"),
-    ("last_purchase", Ty::Day, Reach::Own, "day of the last purchase"),
+    (
+        "first_purchase",
+        Ty::Day,
+        Reach::Own,
+        "day of the first purchase",
+    ),
+    (
+        "last_purchase",
+        Ty::Day,
+        Reach::Own,
+        "day of the last purchase",
+    ),
     (
         "recency_days",
         Ty::Int,
@@ -184,8 +202,18 @@ const METRICS: &[(&str, Ty, Reach, &str)] = &[
         Reach::Own,
         "mean survey rating (1..5)",
     ),
-    ("surveys", Ty::Int, Reach::Own, "surveys answered with a rating"),
-    ("open_opinions", Ty::Int, Reach::Own, "opinions not resolved"),
+    (
+        "surveys",
+        Ty::Int,
+        Reach::Own,
+        "surveys answered with a rating",
+    ),
+    (
+        "open_opinions",
+        Ty::Int,
+        Reach::Own,
+        "opinions not resolved",
+    ),
 ];
 
 /// Names a script may not use for fields (the customer variable and the

@@ -101,13 +101,15 @@ pub fn engine(catalog: &Catalog, limits: Limits) -> Engine {
         e.register_get(
             &field.name,
             move |c: &mut Customer| -> Result<Dynamic, Box<EvalAltResult>> {
-                FRAME.with(|f| match f.borrow().as_ref().and_then(|f| f.column(index)) {
-                    Some(column) => Ok(column.dynamic(c.row)),
-                    None => Err(format!(
-                        "{name} is read through another variable; read it as c.{name}"
-                    )
-                    .into()),
-                })
+                FRAME.with(
+                    |f| match f.borrow().as_ref().and_then(|f| f.column(index)) {
+                        Some(column) => Ok(column.dynamic(c.row)),
+                        None => Err(format!(
+                            "{name} is read through another variable; read it as c.{name}"
+                        )
+                        .into()),
+                    },
+                )
             },
         );
     }
@@ -128,10 +130,7 @@ fn register_helpers(e: &mut Engine) {
         }
     });
     e.register_fn("day_text", |d: i64| {
-        i32::try_from(d).map_or_else(
-            |_| String::new(),
-            |d| model::Date::from_days(d).to_string(),
-        )
+        i32::try_from(d).map_or_else(|_| String::new(), |d| model::Date::from_days(d).to_string())
     });
     e.register_fn("year", |d: i64| {
         i32::try_from(d).map_or(0, |d| model::Date::from_days(d).year() as i64)

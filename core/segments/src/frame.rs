@@ -324,8 +324,8 @@ impl Frame {
         extra: &dyn Extra,
     ) -> Result<(), String> {
         let fields: Vec<&Field> = needed.iter().map(|&f| &catalog.fields()[f]).collect();
-        let (scores, local): (Vec<usize>, Vec<usize>) = (0..fields.len())
-            .partition(|&k| matches!(fields[k].source, Source::Score { .. }));
+        let (scores, local): (Vec<usize>, Vec<usize>) =
+            (0..fields.len()).partition(|&k| matches!(fields[k].source, Source::Score { .. }));
         let reader = Reader::new(ctx, &fields, &local);
         let chunks: Vec<Vec<Vec<Value>>> = rows
             .par_chunks(CHUNK)
@@ -429,15 +429,19 @@ impl<'a, 's> Reader<'a, 's> {
             "name" => text(c.names.get(i)),
             "gender" => text(Gender::from_index(c.gender[i]).map_or("U", Gender::as_str)),
             "birth_date" => day(c.birth[i]),
-            "age" => self.ctx.age(ci).map_or(Value::Missing, |a| Value::Int(a as i64)),
+            "age" => self
+                .ctx
+                .age(ci)
+                .map_or(Value::Missing, |a| Value::Int(a as i64)),
             "region" => text(s.dicts.region.get(c.region[i])),
             "city" => text(s.dicts.city.get(c.city[i])),
-            "channel" => text(AcquisitionChannel::from_index(c.channel[i]).map_or("", |a| a.as_str())),
+            "channel" => {
+                text(AcquisitionChannel::from_index(c.channel[i]).map_or("", |a| a.as_str()))
+            }
             "joined_at" => day(c.joined[i]),
-            "tenure_days" => self
-                .ctx
-                .as_of
-                .map_or(Value::Missing, |d| Value::Int((d.days() - c.joined[i]) as i64)),
+            "tenure_days" => self.ctx.as_of.map_or(Value::Missing, |d| {
+                Value::Int((d.days() - c.joined[i]) as i64)
+            }),
             "tier" => text(s.dicts.tier.get(c.tier[i])),
             _ => Value::Missing,
         }
@@ -457,9 +461,9 @@ fn metric(name: &str, m: &analysis::Metrics) -> Value {
         "margin" => money(m.margin),
         "lines" => Value::Int(m.lines as i64),
         "baskets" => Value::Int(m.baskets as i64),
-        "avg_basket" => float(
-            (m.baskets > 0).then(|| m.revenue.cents() as f64 / 100.0 / m.baskets as f64),
-        ),
+        "avg_basket" => {
+            float((m.baskets > 0).then(|| m.revenue.cents() as f64 / 100.0 / m.baskets as f64))
+        }
         "first_purchase" => int(m.first_purchase.map(|d| d.days() as i64)),
         "last_purchase" => int(m.last_purchase.map(|d| d.days() as i64)),
         "recency_days" => int(m.recency_days),
@@ -486,8 +490,9 @@ fn json_value(v: &Json, ty: Ty) -> Value {
         (Ty::Float, Json::Number(n)) => n.as_f64().map_or(Value::Missing, Value::Float),
         (Ty::Text, Json::String(s)) => Value::Text(ImmutableString::from(s.as_str())),
         (Ty::Bool, Json::Bool(b)) => Value::Bool(*b),
-        (Ty::Day, Json::String(s)) => model::Date::parse(s)
-            .map_or(Value::Missing, |d| Value::Int(d.days() as i64)),
+        (Ty::Day, Json::String(s)) => {
+            model::Date::parse(s).map_or(Value::Missing, |d| Value::Int(d.days() as i64))
+        }
         _ => Value::Missing,
     }
 }

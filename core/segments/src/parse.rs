@@ -265,7 +265,10 @@ pub(crate) enum Node {
         span: Range<usize>,
     },
     /// A boolean field on its own.
-    Flag { field: String, span: Range<usize> },
+    Flag {
+        field: String,
+        span: Range<usize>,
+    },
     /// Anything else, evaluated by rhai.
     Opaque(Range<usize>),
 }
@@ -523,9 +526,8 @@ impl Parser<'_> {
             return None;
         }
         // constant OP c.f
-        let op_at = (lo + 1..hi).find(|&i| {
-            matches!(self.tokens[i].tok, Tok::Punct(p) if Op::parse(p).is_some())
-        })?;
+        let op_at = (lo + 1..hi)
+            .find(|&i| matches!(self.tokens[i].tok, Tok::Punct(p) if Op::parse(p).is_some()))?;
         let value = self.constant(lo, op_at)?;
         let field = self.field_at(op_at + 1, hi)?;
         if op_at + 4 != hi {

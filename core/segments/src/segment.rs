@@ -73,7 +73,9 @@ pub struct RunError {
 pub enum Shape {
     Expression,
     /// `fn matches(c)`, or with `today` and `params` as further arguments.
-    Function { arity: usize },
+    Function {
+        arity: usize,
+    },
 }
 
 /// A segment compiled for one catalog and one as-of day.
@@ -316,9 +318,13 @@ fn parse_error(err: rhai::ParseError, catalog: &Catalog) -> ScriptError {
     ScriptError { pos, message }
 }
 
-fn check_params(tokens: &[Token], params: &serde_json::Map<String, Json>) -> Result<(), ScriptError> {
+fn check_params(
+    tokens: &[Token],
+    params: &serde_json::Map<String, Json>,
+) -> Result<(), ScriptError> {
     for w in tokens.windows(3) {
-        if let (Tok::Ident(p), Tok::Punct("."), Tok::Ident(name)) = (&w[0].tok, &w[1].tok, &w[2].tok)
+        if let (Tok::Ident(p), Tok::Punct("."), Tok::Ident(name)) =
+            (&w[0].tok, &w[1].tok, &w[2].tok)
             && p == "params"
             && !params.contains_key(name)
         {
@@ -381,7 +387,8 @@ fn check_types(tokens: &[Token], uses: &[FieldUse], catalog: &Catalog) -> Result
         {
             compared.push(lit);
         }
-        if u.token >= 3 && is_comparison(&tokens[u.token - 3].tok)
+        if u.token >= 3
+            && is_comparison(&tokens[u.token - 3].tok)
             && let Some(lit) = literal_before(tokens, u.token.wrapping_sub(4))
         {
             compared.push(lit);
@@ -392,7 +399,11 @@ fn check_types(tokens: &[Token], uses: &[FieldUse], catalog: &Catalog) -> Result
             let mut i = u.token + 3;
             while let Some(lit) = literal_at(tokens, i) {
                 compared.push(lit);
-                i += if tokens[i].tok == Tok::Punct("-") { 3 } else { 2 };
+                i += if tokens[i].tok == Tok::Punct("-") {
+                    3
+                } else {
+                    2
+                };
                 if tokens.get(i - 1).map(|t| &t.tok) != Some(&Tok::Punct(",")) {
                     break;
                 }
@@ -482,7 +493,9 @@ enum Test<'f> {
         value: u8,
     },
     /// Types that never compare: only `!=` holds.
-    Never { ne: bool },
+    Never {
+        ne: bool,
+    },
     Any(Vec<Test<'f>>),
     All(Vec<Test<'f>>),
     Not(Box<Test<'f>>),
@@ -777,9 +790,7 @@ impl Compiled {
                 let _bound = Bound::new(frame, Instant::now() + limits.deadline);
                 let mut runner = self.runner();
                 runner.shape = Shape::Expression;
-                runner
-                    .matches(engine, &ast, row)
-                    .map_err(|e| e.message)
+                runner.matches(engine, &ast, row).map_err(|e| e.message)
             }
             Err(e) => Err(e.to_string()),
         };
@@ -864,7 +875,13 @@ impl Runner {
             Shape::Function { arity } => {
                 let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
                 if arity == 1 {
-                    engine.call_fn_with_options::<Dynamic>(options, &mut self.scope, ast, "matches", (c,))
+                    engine.call_fn_with_options::<Dynamic>(
+                        options,
+                        &mut self.scope,
+                        ast,
+                        "matches",
+                        (c,),
+                    )
                 } else {
                     engine.call_fn_with_options::<Dynamic>(
                         options,

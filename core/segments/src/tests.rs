@@ -41,8 +41,7 @@ fn customer(i: u32, rng: &mut Lcg) -> Customer {
         customer_id: CustomerId::parse(&format!("C{i:05}")).unwrap(),
         name: format!("Outlet {i}"),
         gender: Gender::ALL[rng.next(3) as usize],
-        birth_date: (rng.next(5) > 0)
-            .then(|| Date::from_days(-3000 + rng.next(12000) as i32)),
+        birth_date: (rng.next(5) > 0).then(|| Date::from_days(-3000 + rng.next(12000) as i32)),
         region: ["North", "South"][rng.next(2) as usize].into(),
         city: "Harbour City".into(),
         channel: AcquisitionChannel::ALL[0],
@@ -226,10 +225,15 @@ fn membership_is_what_rust_computes() {
         ),
     ];
     for (script, check) in cases {
-        let expected: Vec<u32> = (0..s.customers.len() as u32).filter(|&ci| check(ci)).collect();
+        let expected: Vec<u32> = (0..s.customers.len() as u32)
+            .filter(|&ci| check(ci))
+            .collect();
         let d = def(script);
         assert!(!expected.is_empty(), "{script}: the test data has members");
-        assert!(expected.len() < s.customers.len(), "{script}: and non-members");
+        assert!(
+            expected.len() < s.customers.len(),
+            "{script}: and non-members"
+        );
         assert_eq!(members(&s, &st, &d), expected, "{script}");
         assert_eq!(interpreted(&s, &st, &d), expected, "{script} (interpreter)");
     }
@@ -267,8 +271,13 @@ fn parameters_are_read_as_params() {
     let expected = interpreted(&s, &st, &d);
     assert!(!expected.is_empty());
     assert_eq!(members(&s, &st, &d), expected);
-    let e = compile(&st.engine, &st.catalog, &def("c.margin > params.min"), st.today)
-        .unwrap_err();
+    let e = compile(
+        &st.engine,
+        &st.catalog,
+        &def("c.margin > params.min"),
+        st.today,
+    )
+    .unwrap_err();
     assert!(e.message.contains("unknown parameter 'min'"), "{e}");
 }
 
@@ -305,10 +314,17 @@ fn unknown_names_fail_at_save_time_with_place_and_suggestion() {
 #[test]
 fn type_mismatches_are_reported_where_the_schema_says_so() {
     let e = error("c.tier == \"gold\" && c.store_type > 5");
-    assert_eq!(e.pos, Some(Pos { line: 1, column: 36 }));
+    assert_eq!(
+        e.pos,
+        Some(Pos {
+            line: 1,
+            column: 36
+        })
+    );
     assert!(
-        e.message
-            .contains("c.store_type is text (plugin tobacco-retail) but is compared with the number 5"),
+        e.message.contains(
+            "c.store_type is text (plugin tobacco-retail) but is compared with the number 5"
+        ),
         "{e}"
     );
     let e = error("c.monthly_quota == \"10\"");
@@ -318,7 +334,10 @@ fn type_mismatches_are_reported_where_the_schema_says_so() {
     let e = error("c.store_type == \"kisok\"");
     assert!(e.message.contains("did you mean \"kiosk\"?"), "{e}");
     let e = error("c.store_type in [\"kiosk\", \"bar\"]");
-    assert!(e.message.contains("\"bar\" is not a value of c.store_type"), "{e}");
+    assert!(
+        e.message.contains("\"bar\" is not a value of c.store_type"),
+        "{e}"
+    );
     let e = error("10 < c.rfm_segment");
     assert_eq!(e.pos, Some(Pos { line: 1, column: 1 }));
 }
@@ -345,11 +364,23 @@ fn run_error(script: &str) -> (RunError, Duration) {
 #[test]
 fn hostile_scripts_stop_with_a_clear_error() {
     let cases = [
-        ("fn f(x) { f(x) + 1 } fn matches(c) { f(1) > 0 }", "calls itself too deeply"),
+        (
+            "fn f(x) { f(x) + 1 } fn matches(c) { f(1) > 0 }",
+            "calls itself too deeply",
+        ),
         (r#""x".pad(100_000_000, "x") == """#, "grew beyond"),
-        (r#"fn matches(c) { let s = "x"; for i in 0..40 { s += s; } s.len() > 0 }"#, "grew beyond"),
-        ("fn matches(c) { let a = []; a.pad(50_000_000, 0); a.len() > 0 }", "grew beyond"),
-        ("fn matches(c) { let n = 0; for i in 0..1_000_000_000 { n += 1; } n > 0 }", "more operations"),
+        (
+            r#"fn matches(c) { let s = "x"; for i in 0..40 { s += s; } s.len() > 0 }"#,
+            "grew beyond",
+        ),
+        (
+            "fn matches(c) { let a = []; a.pad(50_000_000, 0); a.len() > 0 }",
+            "grew beyond",
+        ),
+        (
+            "fn matches(c) { let n = 0; for i in 0..1_000_000_000 { n += 1; } n > 0 }",
+            "more operations",
+        ),
     ];
     for (script, expected) in cases {
         let (e, took) = run_error(script);
@@ -392,7 +423,11 @@ fn the_deadline_stops_a_slow_segment() {
         })
         .unwrap_err();
     assert!(e.to_string().contains("time limit"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -432,10 +467,19 @@ fn explain_shows_each_part_and_the_values_read() {
 fn incremental_refresh_equals_full_evaluation() {
     let mut s = data(300);
     let segments = vec![
-        ("own".to_owned(), def(r#"c.store_type == "kiosk" && c.margin > 50.0"#)),
-        ("as_of".to_owned(), def("c.recency_days < 30 && c.baskets >= 2")),
+        (
+            "own".to_owned(),
+            def(r#"c.store_type == "kiosk" && c.margin > 50.0"#),
+        ),
+        (
+            "as_of".to_owned(),
+            def("c.recency_days < 30 && c.baskets >= 2"),
+        ),
         ("ranked".to_owned(), def("c.m >= 4 && c.r <= 2")),
-        ("today".to_owned(), def("days_between(c.joined_at, today) > 1500")),
+        (
+            "today".to_owned(),
+            def("days_between(c.joined_at, today) > 1500"),
+        ),
         (
             "script".to_owned(),
             def("fn matches(c) { c.monthly_quota > 100 || c.tier == \"gold\" }"),
@@ -469,9 +513,14 @@ fn incremental_refresh_equals_full_evaluation() {
         let ci = s.upsert_customer(&customer(n, &mut rng));
         changed.push(ci);
         let movements = live.refresh(&s, &changed, &NoExtra).unwrap();
-        let fresh = Live::new(&s, catalog(), segments.clone(), Limits::default(), &NoExtra).unwrap();
+        let fresh =
+            Live::new(&s, catalog(), segments.clone(), Limits::default(), &NoExtra).unwrap();
         for (name, _) in &segments {
-            assert_eq!(live.members(name), fresh.members(name), "round {round}: {name}");
+            assert_eq!(
+                live.members(name),
+                fresh.members(name),
+                "round {round}: {name}"
+            );
         }
         assert!(!movements.is_empty(), "round {round}: someone moved");
     }

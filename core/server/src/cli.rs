@@ -68,8 +68,11 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
         /// Only these customers: a file of customer ids, one per line (- for stdin)
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "segment")]
         customers: Option<PathBuf>,
+        /// Only the members of this segment
+        #[arg(long, value_name = "NAME")]
+        segment: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         format: Output,
         /// Print to stderr how long each analysis takes alone, and all together
@@ -90,6 +93,12 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Customer segments as rhai scripts: create, list, show, test,
+    /// members, explain, delete, and the fields scripts can read
+    Segment {
+        #[command(subcommand)]
+        command: SegmentCommand,
     },
     /// Write the store's records as the same five CSV files into DIR
     Export {
@@ -151,6 +160,110 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         customers: u32,
     },
+}
+
+/// A segment script given on the command line.
+#[derive(clap::Args)]
+struct ScriptArgs {
+    /// The script as text: an expression over c, such as
+    /// 'c.margin > 500.0 && c.recency_days < 60'
+    #[arg(long, value_name = "TEXT")]
+    expr: Option<String>,
+    /// The script from a file (- for stdin): an expression, or fn matches(c) { ... }
+    #[arg(long, value_name = "FILE")]
+    script: Option<PathBuf>,
+    /// A value the script reads as params.NAME (JSON, or text)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum SegmentCommand {
+    /// Save a segment (checked against the fields of the store and its
+    /// enabled plugins, and run on a sample first)
+    Create {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        #[command(flatten)]
+        script: ScriptArgs,
+        /// What the segment is for (default: the script's leading // comment)
+        #[arg(long)]
+        description: Option<String>,
+        /// Save a new revision of an existing segment
+        #[arg(long)]
+        replace: bool,
+        /// With --replace: only if the current revision is this one
+        #[arg(long, requires = "replace")]
+        revision: Option<u32>,
+    },
+    /// The segments, with their member counts
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// A segment's definition, and with --history every revision
+    Show {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        #[arg(long)]
+        history: bool,
+    },
+    /// Count and sample the members of a script without saving it
+    Test {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        script: ScriptArgs,
+        /// Members to show
+        #[arg(long, default_value_t = 10)]
+        sample: usize,
+    },
+    /// The members of a segment, as ids or as CSV with the fields the script reads
+    Members {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        #[arg(long, value_enum, default_value_t = MemberFormat::Ids)]
+        format: MemberFormat,
+        /// Write to this file instead of standard output
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Why a customer is or is not in a segment: each part of the script
+    /// and the values it read
+    Explain {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        customer: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete a segment (its history stays readable with show --history)
+    Delete {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+    },
+    /// The fields a script can read: core fields, metrics, plugin fields and scores
+    Fields {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MemberFormat {
+    /// One customer id per line
+    Ids,
+    /// customer_id, name, region, tier and the fields the script reads
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -355,6 +468,7 @@ fn run(command: Command) -> Result<()> {
             list,
             as_of,
             customers,
+            segment,
             format,
             timings,
         } => {
@@ -372,6 +486,33 @@ fn run(command: Command) -> Result<()> {
             if timings {
                 eprintln!("{}", describe_readiness(&opened));
             }
+            let members = match segment {
+                Some(name) => {
+                    let ws = crate::segments::Workspace::new(
+                        store,
+                        opened.snapshot,
+                        crate::plugins::registry(&db.db)?,
+                    )?;
+                    let (_, def) = ws.definition(&name)?;
+                    let members = ws
+                        .evaluate(&def, None)
+                        .with_context(|| format!("segment {name}"))?
+                        .members;
+                    return analyze(
+                        &ws.snapshot,
+                        &AnalyzeRequest {
+                            names,
+                            all,
+                            as_of,
+                            customers: None,
+                            format,
+                            timings,
+                        },
+                        Some(members),
+                    );
+                }
+                None => None,
+            };
             let request = AnalyzeRequest {
                 names,
                 all,
@@ -380,7 +521,7 @@ fn run(command: Command) -> Result<()> {
                 format,
                 timings,
             };
-            analyze(&opened.snapshot, &request)
+            analyze(&opened.snapshot, &request, members)
         }
         Command::Export { db, dir, quiet } => {
             let store = open_store(&db.db, false)?;
@@ -453,6 +594,7 @@ fn run(command: Command) -> Result<()> {
             }
         }
         Command::Plugin { command } => plugin_command(command),
+        Command::Segment { command } => segment_command(command),
         Command::Demo {
             dir,
             industry,
@@ -576,7 +718,11 @@ struct AnalyzeRequest {
     timings: bool,
 }
 
-fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()> {
+fn analyze(
+    snapshot: &analysis::Snapshot,
+    request: &AnalyzeRequest,
+    members: Option<Vec<u32>>,
+) -> Result<()> {
     let names: Vec<&str> = if request.all {
         analysis::NAMES.to_vec()
     } else if request.names.is_empty() {
@@ -599,11 +745,14 @@ fn analyze(snapshot: &analysis::Snapshot, request: &AnalyzeRequest) -> Result<()
         .map(model::Date::parse)
         .transpose()
         .context("--as-of")?;
-    let customers = request
-        .customers
-        .as_deref()
-        .map(|path| segment_rows(snapshot, path))
-        .transpose()?;
+    let customers = match members {
+        Some(rows) => Some(rows),
+        None => request
+            .customers
+            .as_deref()
+            .map(|path| segment_rows(snapshot, path))
+            .transpose()?,
+    };
     let scope = analysis::Scope { as_of, customers };
     let tables: Vec<analysis::Table> = if request.timings {
         // Each analysis alone, on a context of its own: it pays for all it needs.
@@ -904,6 +1053,9 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     };
     import(&*store, &db, &data, false, false)?;
     eprintln!("{}", describe_readiness(&open_snapshot(&*store, &db)?));
+    if installed {
+        add_shipped_segments(Arc::clone(&store), &db, plugin)?;
+    }
     outln!();
     stats(&*store, Some(&db))?;
     print_summary(&dataset_summary(&*store)?)?;
@@ -915,7 +1067,7 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
     );
     if installed {
         outln!(
-            "  {crm} plugin list --db {db}\n  {crm} plugin score --db {db} {plugin} {model} --summary",
+            "  {crm} plugin list --db {db}\n  {crm} plugin score --db {db} {plugin} {model} --summary\n  {crm} segment list --db {db}\n  {crm} segment fields --db {db}",
             crm = this_command(),
             db = db.display(),
         );
@@ -965,6 +1117,360 @@ fn read_config(path: Option<&Path>) -> Result<Option<serde_json::Value>> {
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
     })
     .transpose()
+}
+
+/// Opens what a segment command works with.
+fn segment_workspace(db: &Path) -> Result<crate::segments::Workspace> {
+    workspace_of(open_store(db, false)?, db)
+}
+
+fn workspace_of(store: Arc<dyn Store>, db: &Path) -> Result<crate::segments::Workspace> {
+    let opened = open_snapshot(&*store, db)?;
+    crate::segments::Workspace::new(store, opened.snapshot, crate::plugins::registry(db)?)
+}
+
+/// Saves the segments plugin `id` ships that the store does not have yet.
+fn add_shipped_segments(store: Arc<dyn Store>, db: &Path, id: &str) -> Result<()> {
+    let ws = workspace_of(store, db)?;
+    let plugin = ws.registry.get(id)?;
+    for (name, def) in crate::segments::shipped(&plugin.dir)? {
+        if ws
+            .store
+            .definition(crate::segments::SPACE, &name)?
+            .is_some()
+        {
+            continue;
+        }
+        match ws.save(&name, &def, store::Expect::New) {
+            Ok(_) => eprintln!("added segment {name}: {}", def.description),
+            Err(err) => eprintln!("segment {name} of {id} was not added: {err:#}"),
+        }
+    }
+    Ok(())
+}
+
+fn segment_definition(
+    args: &ScriptArgs,
+    description: Option<String>,
+) -> Result<segments::Definition> {
+    let script = crate::segments::script_text(args.script.as_deref(), args.expr.as_deref())?;
+    Ok(segments::Definition {
+        description: description.unwrap_or_else(|| crate::segments::leading_comment(&script)),
+        script,
+        params: crate::segments::parse_params(&args.params)?,
+    })
+}
+
+fn share(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        "0%".to_owned()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+fn how_evaluated(evaluated: &crate::segments::Evaluated) -> &'static str {
+    if evaluated.compiled.is_plain() {
+        "over columns"
+    } else {
+        "with the interpreter"
+    }
+}
+
+fn segment_command(command: SegmentCommand) -> Result<()> {
+    use crate::segments::{SPACE, decode};
+    match command {
+        SegmentCommand::Create {
+            db,
+            name,
+            script,
+            description,
+            replace,
+            revision,
+        } => {
+            crate::segments::check_name(&name)?;
+            let def = segment_definition(&script, description)?;
+            let ws = segment_workspace(&db.db)?;
+            let expect = match (replace, revision) {
+                (false, _) => store::Expect::New,
+                (true, Some(r)) => store::Expect::Revision(r),
+                (true, None) => store::Expect::Any,
+            };
+            if !replace && ws.store.definition(SPACE, &name)?.is_some() {
+                bail!("segment {name} exists already; give --replace to save a new revision");
+            }
+            let rev = ws
+                .save(&name, &def, expect)
+                .with_context(|| format!("segment {name}"))?;
+            let evaluated = ws.evaluate(&def, None)?;
+            let n = ws.snapshot.customers.len();
+            outln!(
+                "saved segment {name}, revision {}: {} of {} customers ({})",
+                rev.revision,
+                evaluated.members.len(),
+                n,
+                share(evaluated.members.len(), n)
+            );
+            Ok(())
+        }
+        SegmentCommand::List { db, format } => {
+            let ws = segment_workspace(&db.db)?;
+            let n = ws.snapshot.customers.len();
+            let mut rows = Vec::new();
+            for rev in ws.store.definitions(SPACE)? {
+                let def = decode(&rev)?;
+                let members = ws.evaluate(&def, None).map(|e| e.members.len());
+                rows.push((rev, def, members));
+            }
+            match format {
+                Format::Json => {
+                    let json: Vec<serde_json::Value> = rows
+                        .iter()
+                        .map(|(rev, def, members)| {
+                            serde_json::json!({
+                                "name": rev.name,
+                                "revision": rev.revision,
+                                "description": def.description,
+                                "members": members.as_ref().ok(),
+                                "error": members.as_ref().err().map(|e| format!("{e:#}")),
+                            })
+                        })
+                        .collect();
+                    outln!("{}", serde_json::to_string_pretty(&json)?);
+                }
+                Format::Text => {
+                    if rows.is_empty() {
+                        outln!("no segments (crm segment create NAME --expr '...' makes one)");
+                    }
+                    for (rev, def, members) in rows {
+                        let count = match members {
+                            Ok(m) => format!("{m:>9} {:>6}", share(m, n)),
+                            Err(e) => format!("error: {e:#}"),
+                        };
+                        outln!(
+                            "{:<28} r{:<3} {count}  {}",
+                            rev.name,
+                            rev.revision,
+                            def.description
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        SegmentCommand::Show { db, name, history } => {
+            let store = open_store(&db.db, false)?;
+            let revisions = if history {
+                store.definition_history(SPACE, &name)?
+            } else {
+                store.definition(SPACE, &name)?.into_iter().collect()
+            };
+            if revisions.is_empty() {
+                bail!("no segment '{name}' (crm segment list shows them)");
+            }
+            for rev in &revisions {
+                let def = decode(rev)?;
+                let saved = model::Timestamp::from_seconds(rev.saved_at);
+                outln!(
+                    "segment {} revision {} saved {saved}",
+                    rev.name,
+                    rev.revision
+                );
+                if !def.description.is_empty() {
+                    outln!("description: {}", def.description);
+                }
+                if !def.params.is_empty() {
+                    outln!("params: {}", serde_json::Value::Object(def.params.clone()));
+                }
+                outln!("{}", def.script.trim_end());
+                outln!();
+            }
+            if history && store.definition(SPACE, &name)?.is_none() {
+                outln!("(deleted)");
+            }
+            Ok(())
+        }
+        SegmentCommand::Test { db, script, sample } => {
+            let def = segment_definition(&script, None)?;
+            let ws = segment_workspace(&db.db)?;
+            let evaluated = ws.evaluate(&def, None)?;
+            let n = ws.snapshot.customers.len();
+            outln!(
+                "{} of {} customers ({}), evaluated {} in {:.1} ms",
+                evaluated.members.len(),
+                n,
+                share(evaluated.members.len(), n),
+                how_evaluated(&evaluated),
+                evaluated.took.as_secs_f64() * 1000.0
+            );
+            let fields: Vec<&segments::Field> = evaluated
+                .compiled
+                .reads
+                .iter()
+                .map(|&f| &ws.catalog.fields()[f])
+                .collect();
+            for &ci in evaluated.members.iter().take(sample) {
+                let values: Vec<String> = evaluated
+                    .compiled
+                    .reads
+                    .iter()
+                    .zip(&fields)
+                    .map(|(&f, field)| {
+                        let v = evaluated
+                            .frame
+                            .column(f)
+                            .map_or(segments::Value::Missing, |c| c.get(ci));
+                        format!("{}={}", field.name, v.to_json(field.ty))
+                    })
+                    .collect();
+                outln!(
+                    "  {} {}  {}",
+                    ws.snapshot.customers.id(ci),
+                    ws.snapshot.customers.names.get(ci as usize),
+                    values.join(" ")
+                );
+            }
+            Ok(())
+        }
+        SegmentCommand::Members {
+            db,
+            name,
+            format,
+            output,
+        } => {
+            let ws = segment_workspace(&db.db)?;
+            let (_, def) = ws.definition(&name)?;
+            let evaluated = ws
+                .evaluate(&def, None)
+                .with_context(|| format!("segment {name}"))?;
+            let mut sink: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            match format {
+                MemberFormat::Ids => {
+                    for &ci in &evaluated.members {
+                        writeln!(sink, "{}", ws.snapshot.customers.id(ci))?;
+                    }
+                }
+                MemberFormat::Csv => {
+                    crate::segments::write_members_csv(&mut sink, &ws, &evaluated)?;
+                }
+            }
+            sink.flush()?;
+            if let Some(path) = output {
+                eprintln!(
+                    "{} members of {name} written to {}",
+                    evaluated.members.len(),
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        SegmentCommand::Explain {
+            db,
+            name,
+            customer,
+            format,
+        } => {
+            let ws = segment_workspace(&db.db)?;
+            let (_, def) = ws.definition(&name)?;
+            let Some(ci) = ws.snapshot.customers.find(&customer) else {
+                bail!("no customer '{customer}' in the {}", ws.store.location());
+            };
+            let compiled = ws.compile(&def).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let extra = crate::segments::PluginScores {
+                registry: &ws.registry,
+                views: crate::plugins::Views::new(&ws.snapshot),
+            };
+            let frame = Arc::new(
+                segments::Frame::build(&ws.snapshot, &ws.catalog, &compiled.reads, &extra)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
+            let x = compiled
+                .explain(&ws.engine, &ws.catalog, &frame, ci, ws.limits)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match format {
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&x)?),
+                Format::Text => {
+                    outln!(
+                        "{customer} is {}in segment {name}",
+                        if x.matched { "" } else { "not " }
+                    );
+                    for part in &x.parts {
+                        let mark = match (part.held, &part.error) {
+                            (Some(true), _) => "yes".to_owned(),
+                            (Some(false), _) => "no ".to_owned(),
+                            (None, Some(e)) => format!("error: {e}"),
+                            (None, None) => "?".to_owned(),
+                        };
+                        let reads: Vec<String> = part
+                            .reads
+                            .iter()
+                            .map(|r| format!("{}={}", r.field, r.value))
+                            .collect();
+                        outln!(
+                            "  {mark} {}{}{}",
+                            "  ".repeat(part.depth),
+                            part.text.split_whitespace().collect::<Vec<_>>().join(" "),
+                            if !part.reads.is_empty() {
+                                format!("   [{}]", reads.join(", "))
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                    outln!("values read:");
+                    for r in &x.values {
+                        outln!("  c.{} = {}", r.field, r.value);
+                    }
+                }
+            }
+            Ok(())
+        }
+        SegmentCommand::Delete { db, name } => {
+            let store = open_store(&db.db, false)?;
+            if !store.delete_definition(SPACE, &name, store::Expect::Any)? {
+                bail!("no segment '{name}' (crm segment list shows them)");
+            }
+            outln!(
+                "deleted segment {name} (crm segment show {name} --history keeps its revisions)"
+            );
+            Ok(())
+        }
+        SegmentCommand::Fields { db, format } => {
+            let registry = crate::plugins::registry(&db.db)?;
+            let catalog = crate::segments::catalog(&registry)?;
+            match format {
+                Format::Json => outln!("{}", serde_json::to_string_pretty(catalog.fields())?),
+                Format::Text => {
+                    for f in catalog.fields() {
+                        let values = if f.values.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{}]", f.values.join(", "))
+                        };
+                        outln!(
+                            "c.{:<24} {:<13} {:<22} {}{values}",
+                            f.name,
+                            format!("{:?}", f.ty).to_lowercase(),
+                            segments::origin(&f.source),
+                            f.doc
+                        );
+                    }
+                    outln!();
+                    outln!("constants: today (the as-of day, a day number), params.NAME");
+                    outln!(
+                        "functions: date(\"2025-01-31\"), days_between(a, b), day_text(d), year(d), month(d), is_missing(v)"
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn plugin_command(command: PluginCommand) -> Result<()> {
@@ -1045,7 +1551,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             package,
             config,
         } => {
-            open_store(&db.db, false)?;
+            let store = open_store(&db.db, false)?;
             let registry = crate::plugins::registry(&db.db)?;
             let plugin = registry.install(&package, read_config(config.as_deref())?)?;
             outln!(
@@ -1054,7 +1560,8 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                 plugin.manifest.version,
                 plugin.manifest.name
             );
-            Ok(())
+            drop(registry);
+            add_shipped_segments(store, &db.db, plugin.id())
         }
         PluginCommand::Upgrade {
             db,

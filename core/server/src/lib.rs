@@ -7,3 +7,4 @@ pub mod host;
 pub mod plugins;
 mod progress;
 mod scaffold;
+pub mod segments;

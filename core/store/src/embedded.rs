@@ -7,9 +7,10 @@ use model::{
     Campaign, Customer, CustomerId, EntityKind, Interaction, Product, Record, Transaction,
 };
 
+use crate::definitions::Definitions;
 use crate::lines::LineTree;
 use crate::records::{RecordTree, sled_error};
-use crate::{Changes, Options, Store, StoreError, UpsertCounts};
+use crate::{Changes, Expect, Options, Revision, Store, StoreError, UpsertCounts};
 
 /// The on-disk format this build writes and reads. Version history:
 /// 1: first format (record trees, line blocks, blocked id index).
@@ -27,6 +28,7 @@ pub struct SledStore {
     campaigns: RecordTree<Campaign>,
     transactions: LineTree<Transaction>,
     interactions: LineTree<Interaction>,
+    definitions: Definitions,
 }
 
 impl SledStore {
@@ -84,6 +86,7 @@ impl SledStore {
             campaigns: RecordTree::new(tree("campaigns")?),
             transactions: LineTree::new(tree("transactions")?),
             interactions: LineTree::new(tree("interactions")?),
+            definitions: Definitions::new(tree("definitions")?),
             path,
             db,
         })
@@ -324,6 +327,40 @@ impl Store for SledStore {
 
     fn forget_changes(&self, kind: EntityKind, upto: u64) -> Result<(), StoreError> {
         crate::changes::forget(self.tree(kind), upto)
+    }
+
+    fn definition(&self, space: &str, name: &str) -> Result<Option<Revision>, StoreError> {
+        self.definitions.get(space, name)
+    }
+
+    fn definitions(&self, space: &str) -> Result<Vec<Revision>, StoreError> {
+        self.definitions.list(space)
+    }
+
+    fn definition_history(&self, space: &str, name: &str) -> Result<Vec<Revision>, StoreError> {
+        self.definitions.history(space, name)
+    }
+
+    fn save_definition(
+        &self,
+        space: &str,
+        name: &str,
+        body: &str,
+        expect: Expect,
+    ) -> Result<Revision, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.definitions.save(space, name, body, expect, now)
+    }
+
+    fn delete_definition(
+        &self,
+        space: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.definitions.delete(space, name, expect)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -18,6 +18,7 @@
 //! `flush` (or share one flush among many writes) first.
 
 mod changes;
+mod definitions;
 mod embedded;
 mod keys;
 mod lines;
@@ -93,6 +94,56 @@ pub trait Store: Send + Sync {
     /// Trims the change log of `kind` up to sequence number `upto`, once
     /// whoever follows it has saved what it derived.
     fn forget_changes(&self, kind: EntityKind, upto: u64) -> Result<(), StoreError>;
+
+    /// The current revision of definition `name` in `space` ("segments").
+    fn definition(&self, space: &str, name: &str) -> Result<Option<Revision>, StoreError>;
+
+    /// The current revision of every definition in `space`, by name.
+    fn definitions(&self, space: &str) -> Result<Vec<Revision>, StoreError>;
+
+    /// Every revision of definition `name`, oldest first (also after a delete).
+    fn definition_history(&self, space: &str, name: &str) -> Result<Vec<Revision>, StoreError>;
+
+    /// Saves a new revision of `name` if its current revision is as
+    /// expected (`StoreError::Conflict` otherwise); durable on return.
+    fn save_definition(
+        &self,
+        space: &str,
+        name: &str,
+        body: &str,
+        expect: Expect,
+    ) -> Result<Revision, StoreError>;
+
+    /// Deletes definition `name` (its history stays); false if there was none.
+    fn delete_definition(
+        &self,
+        space: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError>;
+}
+
+/// One saved revision of a definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub name: String,
+    /// 1 for the first save, one more for each save after.
+    pub revision: u32,
+    /// When it was saved, in UTC seconds.
+    pub saved_at: i64,
+    /// The definition, as its owner encodes it (JSON).
+    pub body: String,
+}
+
+/// What a save expects to replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: the name is new.
+    New,
+    /// This revision.
+    Revision(u32),
+    /// Whatever is there.
+    Any,
 }
 
 /// Ids changed since a position of the change log, and the position reached.
@@ -160,6 +211,10 @@ pub enum StoreError {
         field: &'static str,
         value: String,
     },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("the store is damaged: {0}")]
     Corrupt(String),
     #[error("storage error: {0}")]

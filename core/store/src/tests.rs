@@ -326,3 +326,61 @@ fn the_change_log_names_what_each_upsert_changed() {
     );
     assert_eq!(store.change_position(EntityKind::Transaction).unwrap(), 2);
 }
+
+#[test]
+fn definitions_keep_their_history_and_refuse_stale_saves() {
+    use crate::Expect;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), &Options::default()).unwrap();
+    let first = store
+        .save_definition("segments", "gold", "{\"a\":1}", Expect::New)
+        .unwrap();
+    assert_eq!(first.revision, 1);
+    let again = store.save_definition("segments", "gold", "{}", Expect::New);
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let second = store
+        .save_definition("segments", "gold", "{\"a\":2}", Expect::Revision(1))
+        .unwrap();
+    assert_eq!(second.revision, 2);
+    let stale = store.save_definition("segments", "gold", "{}", Expect::Revision(1));
+    assert!(matches!(stale, Err(StoreError::Conflict(m)) if m.contains("revision 2")));
+    store
+        .save_definition("segments", "silver", "{}", Expect::Any)
+        .unwrap();
+    store
+        .save_definition("views", "gold", "{}", Expect::Any)
+        .unwrap();
+    drop(store);
+    let store = SledStore::open(dir.path(), &Options::default()).unwrap();
+    let names: Vec<String> = store
+        .definitions("segments")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["gold", "silver"]);
+    assert_eq!(
+        store.definition("segments", "gold").unwrap().unwrap().body,
+        "{\"a\":2}"
+    );
+    assert!(
+        store
+            .delete_definition("segments", "gold", Expect::Any)
+            .unwrap()
+    );
+    assert!(store.definition("segments", "gold").unwrap().is_none());
+    assert_eq!(
+        store.definition_history("segments", "gold").unwrap().len(),
+        2
+    );
+    // A new definition of the name continues the numbering.
+    let third = store
+        .save_definition("segments", "gold", "{}", Expect::New)
+        .unwrap();
+    assert_eq!(third.revision, 3);
+    assert!(
+        !store
+            .delete_definition("segments", "nothing", Expect::Any)
+            .unwrap()
+    );
+}

@@ -548,6 +548,21 @@ fn plugins() -> Result<()> {
             if file == "plugin.toml" || file.ends_with(".schema.json") || file == "README.md" {
                 std::fs::copy(&path, target.join(&file))?;
             }
+            // The segments shipped with the plugin.
+            if file == "segments" && path.is_dir() {
+                std::fs::create_dir_all(target.join("segments"))?;
+                for script in std::fs::read_dir(&path)? {
+                    let script = script?.path();
+                    if script.extension().is_some_and(|x| x == "rhai") {
+                        std::fs::copy(
+                            &script,
+                            target
+                                .join("segments")
+                                .join(script.file_name().context("a file name")?),
+                        )?;
+                    }
+                }
+            }
         }
         let wasm = root
             .join("target/wasm32-wasip2/plugin")

@@ -1,0 +1,341 @@
+//! Segments and the rest of the CRM: their definitions in the store, the
+//! fields scripts can read (core, metrics, and the enabled plugins' fields
+//! and scores), plugin scores computed for the customers a script needs
+//! them for, and the `crm segment` commands.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use analysis::Snapshot;
+use anyhow::{Context as _, Result, anyhow, bail};
+use plugin_host::Registry;
+use segments::{Catalog, Definition, Extra, Field, Frame, Limits, Source, Value};
+use serde_json::Value as Json;
+use store::{Expect, Store};
+
+use crate::plugins::{Views, per_batch};
+
+/// The store's space for segment definitions.
+pub const SPACE: &str = "segments";
+
+/// A segment name: lowercase letters, digits, `_` and `-`, up to 64.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        bail!(
+            "'{name}' is not a segment name: use lowercase letters, digits, _ and -, up to 64, starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// The fields scripts can read in a store: core fields, metrics, and each
+/// enabled plugin's custom fields and scores.
+pub fn catalog(registry: &Registry) -> Result<Catalog> {
+    let mut catalog = Catalog::core();
+    for plugin in registry.enabled() {
+        let id = plugin.id().to_owned();
+        if let Some(fields) = &plugin.fields {
+            catalog
+                .add_plugin_fields(&id, &fields.schema)
+                .map_err(|e| anyhow!("plugin {id}: {e}"))?;
+        }
+        for model in &plugin.manifest.hooks.scores {
+            catalog
+                .add_score(&id, model)
+                .map_err(|e| anyhow!("plugin {id}: {e}"))?;
+        }
+    }
+    Ok(catalog)
+}
+
+/// Plugin scores, computed by calling the plugins for the rows asked.
+pub struct PluginScores<'a> {
+    pub registry: &'a Registry,
+    pub views: Views<'a>,
+}
+
+impl Extra for PluginScores<'_> {
+    fn values(&self, fields: &[&Field], rows: &[u32]) -> Result<Vec<Vec<Value>>, String> {
+        // One call per model, for its value and its band.
+        // A customer the model declines to score (an error for that item) has no score.
+        let mut scored: BTreeMap<(String, String), Vec<Option<crm_sdk::wire::Score>>> =
+            BTreeMap::new();
+        for field in fields {
+            let Source::Score { plugin, model, .. } = &field.source else {
+                return Err(format!("{} is not a score", field.name));
+            };
+            let key = (plugin.clone(), model.clone());
+            if scored.contains_key(&key) {
+                continue;
+            }
+            let loaded = self.registry.get(plugin).map_err(|e| e.to_string())?;
+            let scores = per_batch(&self.views, &loaded, rows, |batch| {
+                self.registry
+                    .counted(&loaded, |p| p.score(model, batch))
+                    .map(|(results, _log)| results.into_iter().map(Result::ok).collect())
+            })
+            .map_err(|e| format!("plugin {plugin}, score {model}: {e}"))?;
+            scored.insert(key, scores);
+        }
+        Ok(fields
+            .iter()
+            .map(|field| {
+                let Source::Score {
+                    plugin,
+                    model,
+                    band,
+                } = &field.source
+                else {
+                    unreachable!("checked above")
+                };
+                scored[&(plugin.clone(), model.clone())]
+                    .iter()
+                    .map(|s| match s {
+                        None => Value::Missing,
+                        Some(s) if *band => Value::Text(s.band.as_str().into()),
+                        Some(s) => Value::Float(s.value),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// A definition as stored.
+pub fn decode(rev: &store::Revision) -> Result<Definition> {
+    serde_json::from_str(&rev.body).with_context(|| {
+        format!(
+            "segment {} revision {} is unreadable",
+            rev.name, rev.revision
+        )
+    })
+}
+
+/// Everything a segment command works with.
+pub struct Workspace {
+    pub store: Arc<dyn Store>,
+    pub snapshot: Snapshot,
+    pub registry: Registry,
+    pub catalog: Catalog,
+    pub engine: rhai::Engine,
+    pub limits: Limits,
+}
+
+/// A segment evaluated: its members and what it took.
+pub struct Evaluated {
+    pub compiled: segments::Compiled,
+    pub frame: Arc<Frame>,
+    pub members: Vec<u32>,
+    pub took: std::time::Duration,
+}
+
+impl Workspace {
+    pub fn new(store: Arc<dyn Store>, snapshot: Snapshot, registry: Registry) -> Result<Workspace> {
+        let catalog = catalog(&registry)?;
+        let limits = Limits::default();
+        Ok(Workspace {
+            engine: segments::engine(&catalog, limits),
+            store,
+            snapshot,
+            registry,
+            catalog,
+            limits,
+        })
+    }
+
+    pub fn today(&self) -> Option<i64> {
+        self.snapshot.default_as_of().map(|d| d.days() as i64)
+    }
+
+    pub fn compile(&self, def: &Definition) -> Result<segments::Compiled, segments::ScriptError> {
+        segments::compile(&self.engine, &self.catalog, def, self.today())
+    }
+
+    /// The saved definition of `name`.
+    pub fn definition(&self, name: &str) -> Result<(store::Revision, Definition)> {
+        let rev = self.store.definition(SPACE, name)?.with_context(|| {
+            let names: Vec<String> = self
+                .store
+                .definitions(SPACE)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            match segments::closest(name, names.iter().map(String::as_str)) {
+                Some(s) => format!("no segment '{name}'; did you mean '{s}'?"),
+                None => format!("no segment '{name}' (crm segment list shows them)"),
+            }
+        })?;
+        let def = decode(&rev)?;
+        Ok((rev, def))
+    }
+
+    /// Builds the columns the script reads (over all customers, or the
+    /// first `sample`) and evaluates it.
+    pub fn evaluate(&self, def: &Definition, sample: Option<usize>) -> Result<Evaluated> {
+        let compiled = self.compile(def).map_err(|e| anyhow!("{e}"))?;
+        let started = Instant::now();
+        let extra = PluginScores {
+            registry: &self.registry,
+            views: Views::new(&self.snapshot),
+        };
+        let frame = Arc::new(
+            Frame::build(&self.snapshot, &self.catalog, &compiled.reads, &extra)
+                .map_err(|e| anyhow!(e))?,
+        );
+        let rows: Option<Vec<u32>> =
+            sample.map(|n| (0..self.snapshot.customers.len().min(n) as u32).collect());
+        let members = compiled
+            .evaluate(
+                &self.engine,
+                &self.catalog,
+                &frame,
+                rows.as_deref(),
+                self.limits,
+                &|r| self.snapshot.customers.id(r).to_owned(),
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(Evaluated {
+            compiled,
+            frame,
+            members,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Checks a definition before it is saved: it compiles against the
+    /// catalog and runs on a sample of customers without error.
+    pub fn check(&self, def: &Definition) -> Result<()> {
+        self.evaluate(def, Some(1000))
+            .map(|_| ())
+            .context("the script fails on the first 1,000 customers")
+    }
+
+    /// Saves a definition (after checking it).
+    pub fn save(&self, name: &str, def: &Definition, expect: Expect) -> Result<store::Revision> {
+        check_name(name)?;
+        self.check(def)?;
+        let body = serde_json::to_string(def)?;
+        Ok(self.store.save_definition(SPACE, name, &body, expect)?)
+    }
+}
+
+/// `--param NAME=VALUE`: VALUE as JSON when it reads as JSON, else as text.
+pub fn parse_params(params: &[String]) -> Result<serde_json::Map<String, Json>> {
+    let mut map = serde_json::Map::new();
+    for p in params {
+        let Some((name, value)) = p.split_once('=') else {
+            bail!("--param {p}: write NAME=VALUE");
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.into()));
+        map.insert(name.trim().to_owned(), value);
+    }
+    Ok(map)
+}
+
+/// The script of `--script FILE` (- for stdin) or `--expr TEXT`.
+pub fn script_text(script: Option<&Path>, expr: Option<&str>) -> Result<String> {
+    match (script, expr) {
+        (Some(_), Some(_)) => bail!("give --script or --expr, not both"),
+        (None, None) => bail!("give the segment as --expr 'c.revenue > 100' or --script FILE"),
+        (None, Some(e)) => Ok(e.to_owned()),
+        (Some(p), None) if p == Path::new("-") => {
+            std::io::read_to_string(std::io::stdin()).context("reading the script from stdin")
+        }
+        (Some(p), None) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading the script {}", p.display())),
+    }
+}
+
+/// The description a script file gives itself: its leading `//` comment lines.
+pub fn leading_comment(script: &str) -> String {
+    script
+        .lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with("//"))
+        .map(|l| l.trim_start_matches('/').trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The segments shipped with a plugin: `segments/*.rhai` in its package,
+/// by file name.
+pub fn shipped(dir: &Path) -> Result<Vec<(String, Definition)>> {
+    let dir = dir.join("segments");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let script =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((
+                name,
+                Definition {
+                    description: leading_comment(&script),
+                    script,
+                    params: Default::default(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Writes members as CSV: id, name, region, tier, then each field the
+/// script reads.
+pub fn write_members_csv(out: &mut dyn Write, ws: &Workspace, evaluated: &Evaluated) -> Result<()> {
+    let s = &ws.snapshot;
+    let mut w = csv::Writer::from_writer(out);
+    let fields: Vec<&Field> = evaluated
+        .compiled
+        .reads
+        .iter()
+        .map(|&f| &ws.catalog.fields()[f])
+        .collect();
+    let mut header = vec!["customer_id", "name", "region", "tier"];
+    header.extend(fields.iter().map(|f| f.name.as_str()));
+    w.write_record(&header)?;
+    for &ci in &evaluated.members {
+        let i = ci as usize;
+        let mut record = vec![
+            s.customers.id(ci).to_owned(),
+            s.customers.names.get(i).to_owned(),
+            s.dicts.region.get(s.customers.region[i]).to_owned(),
+            s.dicts.tier.get(s.customers.tier[i]).to_owned(),
+        ];
+        for (k, f) in fields.iter().enumerate() {
+            let column = evaluated.compiled.reads[k];
+            let v = evaluated
+                .frame
+                .column(column)
+                .map_or(Value::Missing, |c| c.get(ci));
+            record.push(match v.to_json(f.ty) {
+                Json::Null => String::new(),
+                Json::String(s) => s,
+                other => other.to_string(),
+            });
+        }
+        w.write_record(&record)?;
+    }
+    w.flush()?;
+    Ok(())
+}
