@@ -26,7 +26,7 @@ mod table;
 use rayon::prelude::*;
 
 pub use context::{Activity, Context, Scope, Scores, age};
-pub use metrics::{Metrics, customer_metrics};
+pub use metrics::{Metrics, Parts, customer_metrics, customer_metrics_of};
 pub use sales::{churn_risk, rfm_segment};
 pub use snapshot::Snapshot;
 pub use table::{Table, Value};

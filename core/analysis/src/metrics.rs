@@ -38,12 +38,43 @@ pub struct Metrics {
     pub as_of: Option<Date>,
 }
 
+/// Which of the metrics that cost more than a lookup to compute.
+#[derive(Clone, Copy, Debug)]
+pub struct Parts {
+    /// r, f, m and the RFM segment: ranks among all buyers (sorted once per context).
+    pub scores: bool,
+    /// avg_rating, surveys, open_opinions: read from the customer's interactions.
+    pub interactions: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts {
+        scores: true,
+        interactions: true,
+    };
+}
+
 /// The metrics of customer row `ci` (scores are ranked among the context's buyers).
 pub fn customer_metrics(ctx: &Context<'_>, ci: u32) -> Metrics {
+    customer_metrics_of(ctx, ci, Parts::ALL)
+}
+
+/// As [`customer_metrics`], computing only the `parts` asked for beside
+/// the metrics of the customer's activity (the others are absent or 0).
+pub fn customer_metrics_of(ctx: &Context<'_>, ci: u32, parts: Parts) -> Metrics {
     let a = ctx.activity()[ci as usize];
     let buyer = a.lines > 0;
-    let scores = ctx.scores()[ci as usize];
-    let lines = ctx.interactions(ci);
+    let scores = if parts.scores {
+        ctx.scores()[ci as usize]
+    } else {
+        crate::Scores::default()
+    };
+    let lines = if parts.interactions {
+        ctx.interactions(ci)
+    } else {
+        ctx.interactions(ci).prefix(0)
+    };
+    let buyer_scored = buyer && parts.scores;
     let (mut rating_sum, mut surveys, mut open) = (0u32, 0u32, 0u32);
     for i in 0..lines.len() {
         if lines.kind[i] == InteractionKind::Survey as u8 && lines.rating[i] > 0 {
@@ -66,10 +97,10 @@ pub fn customer_metrics(ctx: &Context<'_>, ci: u32) -> Metrics {
         recency_days: recency,
         avg_interbasket_days: (a.baskets >= 2)
             .then(|| (a.last_day - a.first_day) as f64 / (a.baskets - 1) as f64),
-        r: buyer.then_some(scores.r),
-        f: buyer.then_some(scores.f),
-        m: buyer.then_some(scores.m),
-        rfm_segment: buyer.then(|| crate::rfm_segment(scores.r, scores.f)),
+        r: buyer_scored.then_some(scores.r),
+        f: buyer_scored.then_some(scores.f),
+        m: buyer_scored.then_some(scores.m),
+        rfm_segment: buyer_scored.then(|| crate::rfm_segment(scores.r, scores.f)),
         churn_risk: buyer && churn_risk(&a, recency.unwrap_or(0)),
         avg_rating: (surveys > 0).then(|| rating_sum as f64 / surveys as f64),
         surveys,

@@ -254,10 +254,12 @@ impl Catalog {
 
     /// Adds the custom fields a plugin declares in its JSON Schema
     /// (`properties`): their type from `type` or `enum`. A name that is
-    /// already taken is refused.
-    pub fn add_plugin_fields(&mut self, plugin: &str, schema: &Value) -> Result<(), String> {
+    /// already taken (core fields and metrics come first) is left out,
+    /// and each such problem is returned.
+    pub fn add_plugin_fields(&mut self, plugin: &str, schema: &Value) -> Vec<String> {
+        let mut problems = Vec::new();
         let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-            return Ok(());
+            return problems;
         };
         for (key, spec) in properties {
             let (ty, values) = schema_type(spec);
@@ -270,7 +272,7 @@ impl Catalog {
                 (None, Some(d)) => d.to_owned(),
                 (None, None) => String::new(),
             };
-            self.add(Field {
+            let added = self.add(Field {
                 name: key.clone(),
                 ty,
                 doc,
@@ -280,17 +282,19 @@ impl Catalog {
                 },
                 reach: Reach::Own,
                 values,
-            })?;
+            });
+            problems.extend(added.err());
         }
-        Ok(())
+        problems
     }
 
     /// Adds a plugin's score model `model`: `c.<model>` (its value) and
-    /// `c.<model>_band`, with `-` written `_`.
-    pub fn add_score(&mut self, plugin: &str, model: &str) -> Result<(), String> {
+    /// `c.<model>_band`, with `-` written `_`; the problems of names already taken.
+    pub fn add_score(&mut self, plugin: &str, model: &str) -> Vec<String> {
         let name = model.replace('-', "_");
+        let mut problems = Vec::new();
         for band in [false, true] {
-            self.add(Field {
+            let added = self.add(Field {
                 name: if band {
                     format!("{name}_band")
                 } else {
@@ -308,21 +312,26 @@ impl Catalog {
                 },
                 reach: Reach::Population,
                 values: Vec::new(),
-            })?;
+            });
+            problems.extend(added.err());
         }
-        Ok(())
+        problems
     }
 
     fn add(&mut self, field: Field) -> Result<(), String> {
         if RESERVED.contains(&field.name.as_str()) {
-            return Err(format!("the field name '{}' is reserved", field.name));
+            return Err(format!(
+                "{}: the field '{}' is left out of segments, as the name is reserved",
+                origin(&field.source),
+                field.name
+            ));
         }
         if let Some(other) = self.get(&field.name) {
             return Err(format!(
-                "the field '{}' is declared twice ({} and {})",
+                "{}: the field '{}' is left out of segments, as {} has a field of that name",
+                origin(&field.source),
                 field.name,
-                origin(&other.source),
-                origin(&field.source)
+                origin(&other.source)
             ));
         }
         self.fields.push(field);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use analysis::snapshot::{NO_DAY, NONE};
-use analysis::{Context, Scope, Snapshot, customer_metrics};
+use analysis::{Context, Parts, Scope, Snapshot, customer_metrics_of};
 use model::{AcquisitionChannel, Gender};
 use rayon::prelude::*;
 use rhai::{Dynamic, ImmutableString};
@@ -170,6 +170,69 @@ impl Column {
         }
     }
 
+    /// Appends one value.
+    fn push(&mut self, value: Value) {
+        let row = self.len();
+        self.set(row, value);
+    }
+
+    /// Appends a text value without allocating for values seen before.
+    fn push_text(&mut self, value: &str) {
+        match self {
+            Column::Text { codes, dict, index } => {
+                let code = match index.get(value) {
+                    Some(&code) => code,
+                    None => {
+                        let s = ImmutableString::from(value);
+                        dict.push(s.clone());
+                        index.insert(s, (dict.len() - 1) as u32);
+                        (dict.len() - 1) as u32
+                    }
+                };
+                codes.push(code);
+            }
+            other => other.push(Value::Missing),
+        }
+    }
+
+    /// Appends another column of the same type.
+    fn append(&mut self, other: Column) {
+        match (self, other) {
+            (Column::Int(a), Column::Int(b)) => a.extend(b),
+            (Column::Float(a), Column::Float(b)) => a.extend(b),
+            (Column::Bool(a), Column::Bool(b)) => a.extend(b),
+            (this @ Column::Text { .. }, Column::Text { codes, dict, .. }) => {
+                let Column::Text {
+                    codes: to_codes,
+                    dict: to_dict,
+                    index,
+                } = this
+                else {
+                    unreachable!("matched above")
+                };
+                let map: Vec<u32> = dict
+                    .into_iter()
+                    .map(|s| {
+                        *index.entry(s.clone()).or_insert_with(|| {
+                            to_dict.push(s);
+                            (to_dict.len() - 1) as u32
+                        })
+                    })
+                    .collect();
+                to_codes.extend(
+                    codes
+                        .into_iter()
+                        .map(|c| if c == NONE { NONE } else { map[c as usize] }),
+                );
+            }
+            (this, other) => {
+                for r in 0..other.len() {
+                    this.push(other.get(r as u32));
+                }
+            }
+        }
+    }
+
     /// Appends the values of one chunk, in row order.
     fn extend(&mut self, values: Vec<Value>) {
         let start = self.len();
@@ -324,19 +387,19 @@ impl Frame {
         extra: &dyn Extra,
     ) -> Result<(), String> {
         let fields: Vec<&Field> = needed.iter().map(|&f| &catalog.fields()[f]).collect();
-        let (scores, local): (Vec<usize>, Vec<usize>) =
-            (0..fields.len()).partition(|&k| matches!(fields[k].source, Source::Score { .. }));
+        let (scores, local): (Vec<usize>, Vec<usize>) = (0..fields.len())
+            .partition(|&k| matches!(fields[k].source, Source::Score { .. }));
         let reader = Reader::new(ctx, &fields, &local);
-        let chunks: Vec<Vec<Vec<Value>>> = rows
+        let chunks: Vec<Vec<Column>> = rows
             .par_chunks(CHUNK)
             .map(|chunk| reader.chunk(chunk))
             .collect();
         for chunk in chunks {
-            for (k, values) in local.iter().zip(chunk) {
+            for (k, part) in local.iter().zip(chunk) {
                 self.columns[needed[*k]]
                     .as_mut()
                     .expect("needed columns exist")
-                    .extend(values);
+                    .append(part);
             }
         }
         if !scores.is_empty() {
@@ -357,66 +420,87 @@ impl Frame {
 struct Reader<'a, 's> {
     ctx: &'a Context<'s>,
     fields: Vec<&'a Field>,
-    wants_metrics: bool,
-    wants_attributes: bool,
+    /// Which metrics beyond the activity are needed, if any metric is.
+    metrics: Option<Parts>,
+    /// Attribute keys read, in the order of `fields` that are attributes.
+    keys: Vec<&'a str>,
 }
 
 impl<'a, 's> Reader<'a, 's> {
     fn new(ctx: &'a Context<'s>, all: &[&'a Field], local: &[usize]) -> Reader<'a, 's> {
         let fields: Vec<&Field> = local.iter().map(|&k| all[k]).collect();
-        let wants_metrics = fields.iter().any(|f| f.source == Source::Metric);
-        if wants_metrics {
+        let metric = |names: &[&str]| {
+            fields
+                .iter()
+                .any(|f| f.source == Source::Metric && names.contains(&f.name.as_str()))
+        };
+        let metrics = fields
+            .iter()
+            .any(|f| f.source == Source::Metric)
+            .then(|| Parts {
+                scores: metric(&["r", "f", "m", "rfm_segment"]),
+                interactions: metric(&["avg_rating", "surveys", "open_opinions"]),
+            });
+        if metrics.is_some_and(|p| p.scores) {
             // Shared facts once, before the threads.
             ctx.scores();
         }
+        let keys = fields
+            .iter()
+            .filter_map(|f| match &f.source {
+                Source::Attribute { key, .. } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
         Reader {
             ctx,
-            wants_metrics,
-            wants_attributes: fields
-                .iter()
-                .any(|f| matches!(f.source, Source::Attribute { .. })),
+            metrics,
+            keys,
             fields,
         }
     }
 
-    /// The values of each field for the rows of one chunk.
-    fn chunk(&self, rows: &[u32]) -> Vec<Vec<Value>> {
-        let mut out: Vec<Vec<Value>> = self
-            .fields
-            .iter()
-            .map(|_| Vec::with_capacity(rows.len()))
-            .collect();
+    /// The columns of the fields for the rows of one chunk.
+    fn chunk(&self, rows: &[u32]) -> Vec<Column> {
+        let mut out: Vec<Column> = self.fields.iter().map(|f| Column::empty(f.ty)).collect();
+        let mut attributes = vec![None; self.keys.len()];
         for &ci in rows {
-            let metrics = self.wants_metrics.then(|| customer_metrics(self.ctx, ci));
-            let attributes = if self.wants_attributes {
-                serde_json::from_str::<serde_json::Map<String, Json>>(
+            let metrics = self
+                .metrics
+                .map(|parts| customer_metrics_of(self.ctx, ci, parts));
+            if !self.keys.is_empty() {
+                attributes_of(
                     self.ctx.s.customers.attributes.get(ci as usize),
-                )
-                .ok()
-            } else {
-                None
-            };
+                    &self.keys,
+                    &mut attributes,
+                );
+            }
+            let mut key = 0;
             for (k, field) in self.fields.iter().enumerate() {
-                let v = match &field.source {
-                    Source::Core => self.core(&field.name, ci),
-                    Source::Metric => metric(&field.name, metrics.as_ref().expect("metrics read")),
-                    Source::Attribute { key, .. } => attributes
-                        .as_ref()
-                        .and_then(|a| a.get(key))
-                        .map_or(Value::Missing, |v| json_value(v, field.ty)),
-                    Source::Score { .. } => Value::Missing,
-                };
-                out[k].push(v);
+                match &field.source {
+                    Source::Core => self.core(&field.name, ci, &mut out[k]),
+                    Source::Metric => out[k].push(metric(
+                        &field.name,
+                        metrics.as_ref().expect("metrics read"),
+                    )),
+                    Source::Attribute { .. } => {
+                        let v = attributes[key]
+                            .as_ref()
+                            .map_or(Value::Missing, |v| json_value(v, field.ty));
+                        key += 1;
+                        out[k].push(v);
+                    }
+                    Source::Score { .. } => out[k].push(Value::Missing),
+                }
             }
         }
         out
     }
 
-    fn core(&self, name: &str, ci: u32) -> Value {
+    fn core(&self, name: &str, ci: u32, out: &mut Column) {
         let s = self.ctx.s;
         let c = &s.customers;
         let i = ci as usize;
-        let text = |t: &str| Value::Text(ImmutableString::from(t));
         let day = |d: i32| {
             if d == NO_DAY {
                 Value::Missing
@@ -424,28 +508,70 @@ impl<'a, 's> Reader<'a, 's> {
                 Value::Int(d as i64)
             }
         };
-        match name {
-            "id" => text(c.id(ci)),
-            "name" => text(c.names.get(i)),
-            "gender" => text(Gender::from_index(c.gender[i]).map_or("U", Gender::as_str)),
-            "birth_date" => day(c.birth[i]),
-            "age" => self
-                .ctx
-                .age(ci)
-                .map_or(Value::Missing, |a| Value::Int(a as i64)),
-            "region" => text(s.dicts.region.get(c.region[i])),
-            "city" => text(s.dicts.city.get(c.city[i])),
-            "channel" => {
-                text(AcquisitionChannel::from_index(c.channel[i]).map_or("", |a| a.as_str()))
+        let text = match name {
+            "id" => c.id(ci),
+            "name" => c.names.get(i),
+            "gender" => Gender::from_index(c.gender[i]).map_or("U", Gender::as_str),
+            "region" => s.dicts.region.get(c.region[i]),
+            "city" => s.dicts.city.get(c.city[i]),
+            "channel" => AcquisitionChannel::from_index(c.channel[i]).map_or("", |a| a.as_str()),
+            "tier" => s.dicts.tier.get(c.tier[i]),
+            _ => {
+                out.push(match name {
+                    "birth_date" => day(c.birth[i]),
+                    "age" => self
+                        .ctx
+                        .age(ci)
+                        .map_or(Value::Missing, |a| Value::Int(a as i64)),
+                    "joined_at" => day(c.joined[i]),
+                    "tenure_days" => self.ctx.as_of.map_or(Value::Missing, |d| {
+                        Value::Int((d.days() - c.joined[i]) as i64)
+                    }),
+                    _ => Value::Missing,
+                });
+                return;
             }
-            "joined_at" => day(c.joined[i]),
-            "tenure_days" => self.ctx.as_of.map_or(Value::Missing, |d| {
-                Value::Int((d.days() - c.joined[i]) as i64)
-            }),
-            "tier" => text(s.dicts.tier.get(c.tier[i])),
-            _ => Value::Missing,
+        };
+        out.push_text(text);
+    }
+}
+
+/// The values of `keys` in a customer's attributes (a JSON object), read
+/// without building the whole object.
+fn attributes_of(text: &str, keys: &[&str], out: &mut [Option<Json>]) {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    struct Wanted<'k, 'o> {
+        keys: &'k [&'k str],
+        out: &'o mut [Option<Json>],
+    }
+    impl<'de> Visitor<'de> for Wanted<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match self.keys.iter().position(|k| *k == key) {
+                    Some(i) => self.out[i] = Some(map.next_value()?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
         }
     }
+    impl<'de> DeserializeSeed<'de> for Wanted<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    out.iter_mut().for_each(|v| *v = None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    // Attributes were checked on the way in; anything else reads as absent.
+    // Keep what was read before a problem.
+    let _ = (Wanted { keys, out }).deserialize(&mut de);
 }
 
 fn money(m: model::Money) -> Value {

@@ -629,6 +629,12 @@ impl Compiled {
         None
     }
 
+    /// The same segment evaluated by the interpreter alone (for comparisons).
+    pub fn interpreted(mut self) -> Compiled {
+        self.plan = None;
+        self
+    }
+
     /// Whether the expression is evaluated over columns alone.
     pub fn is_plain(&self) -> bool {
         self.plan.as_ref().is_some_and(Node::is_plain)

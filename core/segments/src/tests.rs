@@ -103,8 +103,7 @@ fn catalog() -> Catalog {
             "store_type": {"enum": TYPES},
             "monthly_quota": {"type": "integer"},
         }}),
-    )
-    .unwrap();
+    );
     c
 }
 
@@ -164,7 +163,8 @@ fn interpreted(s: &Snapshot, st: &Setup, d: &Definition) -> Vec<u32> {
 /// The same segments, computed directly from the snapshot in Rust.
 #[test]
 fn membership_is_what_rust_computes() {
-    let s = data(400);
+    // More customers than one chunk of the frame's parallel build.
+    let s = data(9000);
     let st = setup(&s);
     let ctx = Context::new(&s, &Scope::default());
     let attr = |ci: u32| -> serde_json::Value {

@@ -249,6 +249,17 @@ enum SegmentCommand {
         db: Db,
         name: String,
     },
+    /// Time a 3-condition and a 10-condition segment (needs the
+    /// tobacco-retail plugin): columns, interpreter, plain Rust
+    Bench {
+        #[command(flatten)]
+        db: Db,
+        /// Runs of each measurement (the best is shown)
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// The fields a script can read: core fields, metrics, plugin fields and scores
     Fields {
         #[command(flatten)]
@@ -1441,9 +1452,35 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
             );
             Ok(())
         }
+        SegmentCommand::Bench { db, runs, format } => {
+            let ws = segment_workspace(&db.db)?;
+            let lines = crate::segments::bench(&ws, runs)?;
+            match format {
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&lines)?),
+                Format::Text => {
+                    outln!(
+                        "{} customers, best of {runs} runs",
+                        ws.snapshot.customers.len()
+                    );
+                    for l in lines {
+                        outln!(
+                            "{:<14} {:<40} {:>9} members {:>10.1} ms",
+                            l.segment,
+                            l.how,
+                            l.members,
+                            l.seconds * 1000.0
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         SegmentCommand::Fields { db, format } => {
             let registry = crate::plugins::registry(&db.db)?;
-            let catalog = crate::segments::catalog(&registry)?;
+            let (catalog, left_out) = crate::segments::catalog(&registry);
+            for problem in &left_out {
+                eprintln!("note: {problem}");
+            }
             match format {
                 Format::Json => outln!("{}", serde_json::to_string_pretty(catalog.fields())?),
                 Format::Text => {

@@ -38,23 +38,21 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// The fields scripts can read in a store: core fields, metrics, and each
-/// enabled plugin's custom fields and scores.
-pub fn catalog(registry: &Registry) -> Result<Catalog> {
+/// enabled plugin's custom fields and scores; and the plugin fields left
+/// out because their names are taken.
+pub fn catalog(registry: &Registry) -> (Catalog, Vec<String>) {
     let mut catalog = Catalog::core();
+    let mut problems = Vec::new();
     for plugin in registry.enabled() {
         let id = plugin.id().to_owned();
         if let Some(fields) = &plugin.fields {
-            catalog
-                .add_plugin_fields(&id, &fields.schema)
-                .map_err(|e| anyhow!("plugin {id}: {e}"))?;
+            problems.extend(catalog.add_plugin_fields(&id, &fields.schema));
         }
         for model in &plugin.manifest.hooks.scores {
-            catalog
-                .add_score(&id, model)
-                .map_err(|e| anyhow!("plugin {id}: {e}"))?;
+            problems.extend(catalog.add_score(&id, model));
         }
     }
-    Ok(catalog)
+    (catalog, problems)
 }
 
 /// Plugin scores, computed by calling the plugins for the rows asked.
@@ -126,6 +124,8 @@ pub struct Workspace {
     pub snapshot: Snapshot,
     pub registry: Registry,
     pub catalog: Catalog,
+    /// Plugin fields left out of the catalog, and why.
+    pub left_out: Vec<String>,
     pub engine: rhai::Engine,
     pub limits: Limits,
 }
@@ -140,9 +140,10 @@ pub struct Evaluated {
 
 impl Workspace {
     pub fn new(store: Arc<dyn Store>, snapshot: Snapshot, registry: Registry) -> Result<Workspace> {
-        let catalog = catalog(&registry)?;
+        let (catalog, left_out) = catalog(&registry);
         let limits = Limits::default();
         Ok(Workspace {
+            left_out,
             engine: segments::engine(&catalog, limits),
             store,
             snapshot,
@@ -338,4 +339,173 @@ pub fn write_members_csv(out: &mut dyn Write, ws: &Workspace, evaluated: &Evalua
     }
     w.flush()?;
     Ok(())
+}
+
+/// The segments of the benchmark: 3 and 10 conditions over core fields,
+/// metrics and the tobacco-retail plugin's fields.
+pub const BENCH_3: &str = r#"c.margin > 500.0 && c.recency_days < 60 && c.store_type == "kiosk""#;
+pub const BENCH_10: &str = r#"c.margin > 200.0 && c.recency_days < 120 && c.store_type != "supermarket" && c.baskets >= 3 && c.tier != "bronze" && c.region != "North" && c.revenue < 100000.0 && c.lines >= 5 && c.monthly_quota >= 10 && !c.churn_risk"#;
+
+/// One measured way of finding the members.
+#[derive(serde::Serialize)]
+pub struct BenchLine {
+    pub segment: &'static str,
+    pub how: &'static str,
+    pub members: usize,
+    /// Best of the runs, in seconds.
+    pub seconds: f64,
+}
+
+/// Times the benchmark segments: building their columns, evaluating over
+/// columns, through the interpreter alone, and as plain Rust over the
+/// same columns; the best of `runs` runs each.
+pub fn bench(ws: &Workspace, runs: usize) -> Result<Vec<BenchLine>> {
+    use rayon::prelude::*;
+    let best = |f: &mut dyn FnMut() -> Result<usize>| -> Result<(usize, f64)> {
+        let mut best = f64::MAX;
+        let mut members = 0;
+        for _ in 0..runs.max(1) {
+            let started = Instant::now();
+            members = f()?;
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        Ok((members, best))
+    };
+    let mut lines = Vec::new();
+    let n = ws.snapshot.customers.len();
+    for (segment, script) in [("3 conditions", BENCH_3), ("10 conditions", BENCH_10)] {
+        let def = Definition {
+            script: script.to_owned(),
+            ..Definition::default()
+        };
+        let compiled = ws.compile(&def).map_err(|e| anyhow!("{e}"))?;
+        let extra = PluginScores {
+            registry: &ws.registry,
+            views: Views::new(&ws.snapshot),
+        };
+        let mut frame = None;
+        let (_, build) = best(&mut || {
+            frame = Some(Arc::new(
+                Frame::build(&ws.snapshot, &ws.catalog, &compiled.reads, &extra)
+                    .map_err(|e| anyhow!(e))?,
+            ));
+            Ok(0)
+        })?;
+        let frame = frame.expect("built");
+        lines.push(BenchLine {
+            segment,
+            how: "building the columns it reads",
+            members: n,
+            seconds: build,
+        });
+        let ids = |r: u32| ws.snapshot.customers.id(r).to_owned();
+        let (members, columns) = best(&mut || {
+            Ok(compiled
+                .evaluate(&ws.engine, &ws.catalog, &frame, None, ws.limits, &ids)
+                .map_err(|e| anyhow!("{e}"))?
+                .len())
+        })?;
+        lines.push(BenchLine {
+            segment,
+            how: "evaluating over columns",
+            members,
+            seconds: columns,
+        });
+        let interpreted = ws.compile(&def).map_err(|e| anyhow!("{e}"))?.interpreted();
+        let (members_i, interp) = best(&mut || {
+            Ok(interpreted
+                .evaluate(&ws.engine, &ws.catalog, &frame, None, ws.limits, &ids)
+                .map_err(|e| anyhow!("{e}"))?
+                .len())
+        })?;
+        anyhow::ensure!(members_i == members, "the interpreter disagrees");
+        lines.push(BenchLine {
+            segment,
+            how: "evaluating with the interpreter alone",
+            members,
+            seconds: interp,
+        });
+        // Plain Rust over the same columns.
+        let col = |name: &str| {
+            let i = ws.catalog.index(name).expect("a catalog field");
+            frame.column(i).expect("a built column")
+        };
+        let floats = |name: &str| match col(name) {
+            segments::Column::Float(v) => v.as_slice(),
+            _ => panic!("{name} is a float column"),
+        };
+        let ints = |name: &str| match col(name) {
+            segments::Column::Int(v) => v.as_slice(),
+            _ => panic!("{name} is an int column"),
+        };
+        let bools = |name: &str| match col(name) {
+            segments::Column::Bool(v) => v.as_slice(),
+            _ => panic!("{name} is a bool column"),
+        };
+        let text = |name: &str, value: &str| match col(name) {
+            segments::Column::Text { codes, index, .. } => (
+                codes.as_slice(),
+                index.get(value).copied().unwrap_or(u32::MAX - 1),
+            ),
+            _ => panic!("{name} is a text column"),
+        };
+        const NO: i64 = i64::MIN;
+        let (members_r, rust) = if segment == "3 conditions" {
+            let (margin, recency) = (floats("margin"), ints("recency_days"));
+            let (store, kiosk) = text("store_type", "kiosk");
+            best(&mut || {
+                Ok((0..n)
+                    .into_par_iter()
+                    .filter(|&i| {
+                        margin[i] > 500.0
+                            && recency[i] != NO
+                            && recency[i] < 60
+                            && store[i] == kiosk
+                    })
+                    .count())
+            })?
+        } else {
+            let (margin, revenue) = (floats("margin"), floats("revenue"));
+            let (recency, baskets, lines_, quota) = (
+                ints("recency_days"),
+                ints("baskets"),
+                ints("lines"),
+                ints("monthly_quota"),
+            );
+            let (store, supermarket) = text("store_type", "supermarket");
+            let (tier, bronze) = text("tier", "bronze");
+            let (region, north) = text("region", "North");
+            let churn = bools("churn_risk");
+            best(&mut || {
+                Ok((0..n)
+                    .into_par_iter()
+                    .filter(|&i| {
+                        margin[i] > 200.0
+                            && recency[i] != NO
+                            && recency[i] < 120
+                            && store[i] != supermarket
+                            && baskets[i] >= 3
+                            && tier[i] != bronze
+                            && region[i] != north
+                            && revenue[i] < 100_000.0
+                            && lines_[i] >= 5
+                            && quota[i] != NO
+                            && quota[i] >= 10
+                            && churn[i] == 0
+                    })
+                    .count())
+            })?
+        };
+        anyhow::ensure!(
+            members_r == members,
+            "plain Rust disagrees: {members_r} against {members}"
+        );
+        lines.push(BenchLine {
+            segment,
+            how: "plain Rust over the same columns",
+            members,
+            seconds: rust,
+        });
+    }
+    Ok(lines)
 }
