@@ -12,14 +12,14 @@ use serde_json::Value;
 use crate::support::{crm, dataset, plugin_package};
 
 /// A store with a data set imported and one plugin installed.
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    db: PathBuf,
-    data: PathBuf,
+    pub(crate) db: PathBuf,
+    pub(crate) data: PathBuf,
 }
 
 impl Fixture {
-    fn new(industry: Industry, customers: u32, seed: u64, plugin: &str) -> Fixture {
+    pub(crate) fn new(industry: Industry, customers: u32, seed: u64, plugin: &str) -> Fixture {
         let data = dataset(industry, customers, seed);
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store");
@@ -39,7 +39,7 @@ impl Fixture {
     }
 
     /// Runs `crm` on the store; its standard output.
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let (command, rest) = args.split_first().unwrap();
         let mut full = vec![*command];
         if *command == "plugin" {
@@ -61,7 +61,7 @@ impl Fixture {
     }
 
     /// The rows of a `--format json` table, as objects.
-    fn rows(&self, args: &[&str]) -> Vec<serde_json::Map<String, Value>> {
+    pub(crate) fn rows(&self, args: &[&str]) -> Vec<serde_json::Map<String, Value>> {
         let mut args = args.to_vec();
         args.extend(["--format", "json"]);
         let json: Value = serde_json::from_str(&self.run(&args)).unwrap();
@@ -81,7 +81,7 @@ struct Txn {
     cents: i64,
 }
 
-fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
+pub(crate) fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap();
     let headers = reader.headers().unwrap().clone();
     reader
@@ -97,7 +97,7 @@ fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
-fn cents(text: &str) -> i64 {
+pub(crate) fn cents(text: &str) -> i64 {
     (text.parse::<f64>().unwrap() * 100.0).round() as i64
 }
 

@@ -6,4 +6,5 @@ mod cli;
 mod import;
 mod industry;
 mod plugins;
+mod segments;
 mod support;

@@ -387,8 +387,8 @@ impl Frame {
         extra: &dyn Extra,
     ) -> Result<(), String> {
         let fields: Vec<&Field> = needed.iter().map(|&f| &catalog.fields()[f]).collect();
-        let (scores, local): (Vec<usize>, Vec<usize>) = (0..fields.len())
-            .partition(|&k| matches!(fields[k].source, Source::Score { .. }));
+        let (scores, local): (Vec<usize>, Vec<usize>) =
+            (0..fields.len()).partition(|&k| matches!(fields[k].source, Source::Score { .. }));
         let reader = Reader::new(ctx, &fields, &local);
         let chunks: Vec<Vec<Column>> = rows
             .par_chunks(CHUNK)
@@ -479,10 +479,9 @@ impl<'a, 's> Reader<'a, 's> {
             for (k, field) in self.fields.iter().enumerate() {
                 match &field.source {
                     Source::Core => self.core(&field.name, ci, &mut out[k]),
-                    Source::Metric => out[k].push(metric(
-                        &field.name,
-                        metrics.as_ref().expect("metrics read"),
-                    )),
+                    Source::Metric => {
+                        out[k].push(metric(&field.name, metrics.as_ref().expect("metrics read")))
+                    }
                     Source::Attribute { .. } => {
                         let v = attributes[key]
                             .as_ref()
