@@ -8,7 +8,9 @@
 # with `crm analyze --all --format json`, and compare the results with what
 # DuckDB computes from the same files with ../shared/refdata/run_reference.py
 # (integers, money and text exactly; ratios within one unit of their last
-# decimal). Also checks `crm stats --format json` against dataset_summary.
+# decimal). Also checks `crm stats --format json` against dataset_summary,
+# and the members of the benchmark segments against the same filters in
+# DuckDB (segments.py).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -31,6 +33,11 @@ for industry in retail banking; do
     echo "== $name"
     python3 "$here/compare.py" "$work/reference-$name.json" "$work/ours-$name.json" || status=1
     python3 "$here/compare.py" --only dataset_summary "$work/reference-$name.json" "$work/stats-$name.json" || status=1
+    if [ "$industry" = retail ] && [ "$seed" = 7 ]; then
+      # The benchmark segments have the members DuckDB finds with the same filters.
+      "$crm" plugin install --db "$work/store-$name" "$root/target/plugins/tobacco-retail" > /dev/null 2>&1
+      python3 "$here/segments.py" --data "$data" --db "$work/store-$name" --crm "$crm" --runs 1 || status=1
+    fi
   done
 done
 exit $status

@@ -72,8 +72,8 @@ pub(crate) fn tokens(src: &str) -> Option<Vec<Token>> {
             end = i + ch.len_utf8();
         } else if rest.starts_with("//") {
             end = i + rest.find('\n').unwrap_or(rest.len());
-        } else if rest.starts_with("/*") {
-            end = i + 2 + rest[2..].find("*/")? + 2;
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            end = i + 2 + comment.find("*/")? + 2;
         } else if ch.is_ascii_digit() {
             let len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
