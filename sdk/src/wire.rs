@@ -197,6 +197,20 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
+/// The parts of a customer a plugin can ask for (`[inputs] customer` in
+/// its manifest), as bits. The host fills in only those; the others arrive
+/// empty (empty text, zero metrics). The id and the lines (by `lines_days`)
+/// always travel.
+pub mod inputs {
+    /// name, gender, birth date, region, city, channel, joined, tier.
+    pub const PROFILE: u8 = 1;
+    /// The industry fields.
+    pub const ATTRIBUTES: u8 = 2;
+    /// The per-customer metrics.
+    pub const METRICS: u8 = 4;
+    pub const ALL: u8 = PROFILE | ATTRIBUTES | METRICS;
+}
+
 /// Per-item results of a hook.
 pub type Results<T> = Vec<Result<T, String>>;
 

@@ -697,3 +697,24 @@ fn custom_fields_are_checked_on_import_and_on_every_write() {
     assert!(ok, "{err}");
     assert_eq!(get("C0000002")["attributes"]["fixture_seen"], true);
 }
+
+#[test]
+fn a_plugin_gets_only_the_parts_of_customers_it_asks_for() {
+    // `minimal` asks for no part of its customers: their ids (and lines
+    // when asked) travel, their metrics arrive empty.
+    let f = Fixture::new(Industry::Retail, 300, 3, "minimal");
+    let noop = f.rows(&["plugin", "score", "minimal", "noop"]);
+    assert_eq!(noop.len(), 300);
+    let undeclared = f.rows(&["plugin", "score", "minimal", "undeclared"]);
+    assert!(undeclared.iter().all(|r| r["value"].as_f64() == Some(0.0)));
+    // A customer who bought has baskets, which the plugin was not sent.
+    let (txns, _) = transactions(&f.data);
+    let buyer = &txns[0].customer;
+    let json: Value = serde_json::from_str(&f.run(&["get", "customer", buyer])).unwrap();
+    assert!(json["metrics"]["baskets"].as_u64().unwrap() > 0, "{json}");
+    let score = undeclared
+        .iter()
+        .find(|r| r["customer_id"] == buyer.as_str())
+        .unwrap();
+    assert_eq!(score["value"].as_f64(), Some(0.0));
+}

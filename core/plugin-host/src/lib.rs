@@ -17,8 +17,8 @@ mod runtime;
 
 pub use fields::Fields;
 pub use manifest::{
-    Hooks, Inputs, Limits, MAX_BATCH, MAX_MEMORY_MIB, MAX_TIMEOUT_MS, Manifest, SUPPORTED_API,
-    SchemaFile,
+    CustomerPart, Hooks, Inputs, Limits, MAX_BATCH, MAX_MEMORY_MIB, MAX_TIMEOUT_MS, Manifest,
+    SUPPORTED_API, SchemaFile,
 };
 pub use registry::{FAILURES_BEFORE_DISABLE, PluginInfo, Registry};
 pub use runtime::{Loaded, LoadedPlugin, pooling};

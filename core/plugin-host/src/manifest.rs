@@ -79,6 +79,38 @@ pub struct Inputs {
     /// Transaction lines of the last this many days (0: none).
     #[serde(default)]
     pub lines_days: u32,
+    /// The parts of each customer the plugin reads besides its id: any of
+    /// "profile" (name, gender, birth date, region, city, channel, joined,
+    /// tier), "attributes", "metrics". All three when not given; a plugin
+    /// that reads less is called with less, which is faster.
+    #[serde(default)]
+    pub customer: Option<Vec<CustomerPart>>,
+}
+
+/// A part of a customer a plugin can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomerPart {
+    Profile,
+    Attributes,
+    Metrics,
+}
+
+impl Inputs {
+    /// The parts asked for, as bits of `crm_sdk::wire::inputs`.
+    pub fn customer_bits(&self) -> u8 {
+        use crm_sdk::wire::inputs;
+        match &self.customer {
+            None => inputs::ALL,
+            Some(parts) => parts.iter().fold(0, |bits, part| {
+                bits | match part {
+                    CustomerPart::Profile => inputs::PROFILE,
+                    CustomerPart::Attributes => inputs::ATTRIBUTES,
+                    CustomerPart::Metrics => inputs::METRICS,
+                }
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -247,6 +279,24 @@ scores = ["engagement"]
         assert_eq!(m.limits, Limits::default());
         assert_eq!(m.hooks.scores, ["engagement"]);
         assert_eq!(m.inputs.lines_days, 0);
+        assert_eq!(m.inputs.customer_bits(), crm_sdk::wire::inputs::ALL);
+    }
+
+    #[test]
+    fn a_plugin_asks_for_the_parts_of_customers_it_reads() {
+        use crm_sdk::wire::inputs;
+        let with = |parts: &str| {
+            Manifest::parse(&format!("{MINIMAL}\n[inputs]\ncustomer = [{parts}]\n"))
+                .map(|m| m.inputs.customer_bits())
+        };
+        assert_eq!(with("").unwrap(), 0);
+        assert_eq!(with("\"metrics\"").unwrap(), inputs::METRICS);
+        assert_eq!(
+            with("\"profile\", \"attributes\"").unwrap(),
+            inputs::PROFILE | inputs::ATTRIBUTES
+        );
+        let err = with("\"metric\"").unwrap_err().to_string();
+        assert!(err.contains("unknown variant `metric`"), "{err}");
     }
 
     #[test]

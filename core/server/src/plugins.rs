@@ -55,6 +55,7 @@ impl<'s> Views<'s> {
     /// The batch of customers `rows` as `plugin` reads them.
     pub fn batch(&self, plugin: &LoadedPlugin, rows: &[u32]) -> wire::Batch<'s> {
         let lines_days = plugin.manifest.inputs.lines_days as i32;
+        let inputs = plugin.manifest.inputs.customer_bits();
         let as_of = self.ctx.as_of.map_or(0, |d| d.days());
         wire::Batch {
             as_of,
@@ -66,16 +67,16 @@ impl<'s> Views<'s> {
             },
             customers: rows
                 .iter()
-                .map(|&ci| self.customer(ci, as_of - lines_days, lines_days > 0))
+                .map(|&ci| self.customer(ci, as_of - lines_days, lines_days > 0, inputs))
                 .collect(),
         }
     }
 
-    fn customer(&self, ci: u32, from_day: i32, with_lines: bool) -> wire::Customer<'s> {
+    /// Customer `ci` with the parts `inputs` (the others empty).
+    fn customer(&self, ci: u32, from_day: i32, with_lines: bool, inputs: u8) -> wire::Customer<'s> {
         let s = self.snapshot;
         let c = &s.customers;
         let i = ci as usize;
-        let m = analysis::customer_metrics(&self.ctx, ci);
         let mut lines = Vec::new();
         if with_lines {
             let t = s.txns.of(ci);
@@ -99,21 +100,31 @@ impl<'s> Views<'s> {
                 });
             }
         }
-        let birth = c.birth[i];
-        wire::Customer {
+        let mut customer = wire::Customer {
             id: Cow::Borrowed(c.id(ci)),
-            name: Cow::Borrowed(c.names.get(i)),
-            gender: Cow::Borrowed(Gender::from_index(c.gender[i]).map_or("U", Gender::as_str)),
-            birth_date: (birth != analysis::snapshot::NO_DAY).then_some(birth),
-            region: Cow::Borrowed(s.dicts.region.get(c.region[i])),
-            city: Cow::Borrowed(s.dicts.city.get(c.city[i])),
-            channel: Cow::Borrowed(
+            lines,
+            ..wire::Customer::default()
+        };
+        if inputs & wire::inputs::PROFILE != 0 {
+            let birth = c.birth[i];
+            customer.name = Cow::Borrowed(c.names.get(i));
+            customer.gender =
+                Cow::Borrowed(Gender::from_index(c.gender[i]).map_or("U", Gender::as_str));
+            customer.birth_date = (birth != analysis::snapshot::NO_DAY).then_some(birth);
+            customer.region = Cow::Borrowed(s.dicts.region.get(c.region[i]));
+            customer.city = Cow::Borrowed(s.dicts.city.get(c.city[i]));
+            customer.channel = Cow::Borrowed(
                 AcquisitionChannel::from_index(c.channel[i]).map_or("", |a| a.as_str()),
-            ),
-            joined_at: c.joined[i],
-            tier: Cow::Borrowed(s.dicts.tier.get(c.tier[i])),
-            attributes: Cow::Borrowed(c.attributes.get(i)),
-            metrics: wire::Metrics {
+            );
+            customer.joined_at = c.joined[i];
+            customer.tier = Cow::Borrowed(s.dicts.tier.get(c.tier[i]));
+        }
+        if inputs & wire::inputs::ATTRIBUTES != 0 {
+            customer.attributes = Cow::Borrowed(c.attributes.get(i));
+        }
+        if inputs & wire::inputs::METRICS != 0 {
+            let m = analysis::customer_metrics(&self.ctx, ci);
+            customer.metrics = wire::Metrics {
                 revenue: m.revenue.cents(),
                 cost: m.cost.cents(),
                 lines: m.lines,
@@ -128,9 +139,9 @@ impl<'s> Views<'s> {
                 churn_risk: m.churn_risk,
                 avg_rating: m.avg_rating,
                 open_opinions: m.open_opinions,
-            },
-            lines,
+            };
         }
+        customer
     }
 }
 
@@ -239,6 +250,8 @@ pub fn validate_write(
         .iter()
         .filter(|p| p.manifest.hooks.validate)
     {
+        // The customer as written: its profile and attributes (metrics are
+        // those of its records, not part of a write).
         let batch = wire::Batch {
             as_of: 0,
             products: Vec::new(),

@@ -500,6 +500,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugins/tobacco-retail", "tobacco-retail"),
     ("plugins/bank-cross-sell", "bank-cross-sell"),
     ("tests/plugins/fixture", "plugin-fixture"),
+    ("tests/plugins/minimal", "plugin-minimal"),
     ("tests/plugins/sockets", "plugin-sockets"),
 ];
 
