@@ -3,6 +3,7 @@
 
 mod analyses;
 mod cli;
+mod http;
 mod import;
 mod industry;
 mod plugins;

@@ -100,6 +100,20 @@ enum Command {
         #[command(subcommand)]
         command: SegmentCommand,
     },
+    /// Serve the HTTP API (/api/v1, /healthz, /readyz, /metrics) until
+    /// SIGINT or SIGTERM
+    Serve {
+        #[command(flatten)]
+        db: Db,
+        /// Address to listen on (port 0: any free port)
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
+    /// API tokens: create (printed once), list, revoke
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Write the store's records as the same five CSV files into DIR
     Export {
         #[command(flatten)]
@@ -175,6 +189,33 @@ struct ScriptArgs {
     /// A value the script reads as params.NAME (JSON, or text)
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token with a role; it is printed once and stored only as a hash
+    Create {
+        #[command(flatten)]
+        db: Db,
+        /// admin, integrator (plugins), analyst (segments, analyses),
+        /// agent (customers, interactions) or viewer (reads)
+        #[arg(long)]
+        role: String,
+        /// Who or what uses it
+        #[arg(long)]
+        name: String,
+    },
+    /// The tokens: name, role, id (never the token)
+    List {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Revoke the tokens with this name or id
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        which: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -606,6 +647,13 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Plugin { command } => plugin_command(command),
         Command::Segment { command } => segment_command(command),
+        Command::Serve { db, addr } => {
+            let store = open_store(&db.db, false)?;
+            let opened = open_snapshot(&*store, &db.db)?;
+            eprintln!("{}", describe_readiness(&opened));
+            crate::http::serve(&db.db, store, opened.snapshot, addr)
+        }
+        Command::Token { command } => token_command(command),
         Command::Demo {
             dir,
             industry,
@@ -1186,6 +1234,42 @@ fn how_evaluated(evaluated: &crate::segments::Evaluated) -> &'static str {
     } else {
         "with the interpreter"
     }
+}
+
+fn token_command(command: TokenCommand) -> Result<()> {
+    use crate::tokens::{Role, Tokens};
+    match command {
+        TokenCommand::Create { db, role, name } => {
+            let role = Role::parse(&role)?;
+            let tokens = Tokens::new(open_store(&db.db, false)?);
+            let token = tokens.create(&name, role)?;
+            eprintln!(
+                "token for {name} ({}); it is not shown again:",
+                role.as_str()
+            );
+            outln!("{token}");
+        }
+        TokenCommand::List { db } => {
+            let tokens = Tokens::new(open_store(&db.db, false)?);
+            for t in tokens.list()? {
+                outln!(
+                    "{}  {:<10} {}  created {}",
+                    t.id,
+                    t.role.as_str(),
+                    t.name,
+                    model::Timestamp::from_seconds(t.created)
+                );
+            }
+        }
+        TokenCommand::Revoke { db, which } => {
+            let tokens = Tokens::new(open_store(&db.db, false)?);
+            match tokens.revoke(&which)? {
+                0 => bail!("no token named '{which}' or with id '{which}'"),
+                n => outln!("revoked {n} token{}", if n == 1 { "" } else { "s" }),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn segment_command(command: SegmentCommand) -> Result<()> {

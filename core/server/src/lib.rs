@@ -4,7 +4,9 @@
 
 pub mod cli;
 pub mod host;
+pub mod http;
 pub mod plugins;
 mod progress;
 mod scaffold;
 pub mod segments;
+pub mod tokens;

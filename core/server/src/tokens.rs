@@ -1,0 +1,148 @@
+//! API tokens: each has a role and a name; only a SHA-256 hash of it is
+//! kept (in the store's `tokens` definitions), so a copy of the store does
+//! not give anyone access. Tokens are 32 random bytes, so a fast hash is
+//! enough (a slow one is for passwords people choose).
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use store::{Expect, Store};
+
+const SPACE: &str = "tokens";
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Manages plugins.
+    Integrator,
+    /// Manages segments and runs analyses.
+    Analyst,
+    /// Edits customers and logs interactions.
+    Agent,
+    /// Reads.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Integrator,
+        Role::Analyst,
+        Role::Agent,
+        Role::Viewer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Integrator => "integrator",
+            Role::Analyst => "analyst",
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .with_context(|| {
+                format!("unknown role '{text}' (the roles are admin, integrator, analyst, agent, viewer)")
+            })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    name: String,
+    role: Role,
+}
+
+/// A token as listed: never the token itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    /// The first 12 hex digits of its hash, to tell tokens apart.
+    pub id: String,
+    pub created: i64,
+}
+
+pub struct Tokens {
+    store: Arc<dyn Store>,
+}
+
+fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Tokens {
+    pub fn new(store: Arc<dyn Store>) -> Tokens {
+        Tokens { store }
+    }
+
+    /// Makes a token; the only time it is seen.
+    pub fn create(&self, name: &str, role: Role) -> Result<String> {
+        if name.trim().is_empty() {
+            bail!("give the token a name (who or what uses it)");
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let token: String = std::iter::once("crm_".to_owned())
+            .chain(bytes.iter().map(|b| format!("{b:02x}")))
+            .collect();
+        let body = serde_json::to_string(&Stored {
+            name: name.to_owned(),
+            role,
+        })?;
+        self.store
+            .save_definition(SPACE, &hash(&token), &body, Expect::New)?;
+        Ok(token)
+    }
+
+    /// The role of `token`, if it is one.
+    pub fn role_of(&self, token: &str) -> Result<Option<Role>> {
+        Ok(match self.store.definition(SPACE, &hash(token))? {
+            Some(rev) => Some(serde_json::from_str::<Stored>(&rev.body)?.role),
+            None => None,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<TokenInfo>> {
+        self.store
+            .definitions(SPACE)?
+            .into_iter()
+            .map(|rev| {
+                let s: Stored = serde_json::from_str(&rev.body)?;
+                Ok(TokenInfo {
+                    name: s.name,
+                    role: s.role,
+                    id: rev.name[..12].to_owned(),
+                    created: rev.saved_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the tokens whose id (a prefix of the hash) or name is `which`.
+    pub fn revoke(&self, which: &str) -> Result<usize> {
+        let mut n = 0;
+        for rev in self.store.definitions(SPACE)? {
+            let s: Stored = serde_json::from_str(&rev.body)?;
+            if s.name == which || (which.len() >= 6 && rev.name.starts_with(which)) {
+                self.store
+                    .delete_definition(SPACE, &rev.name, Expect::Any)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
