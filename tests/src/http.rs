@@ -37,7 +37,7 @@ impl Api {
             .collect();
         Api {
             _dir: dir,
-            state: AppState::new(store, snapshot),
+            state: AppState::new(store, snapshot, None),
             tokens,
         }
     }
@@ -54,11 +54,28 @@ impl Api {
         token: Option<&str>,
         peer: [u8; 4],
     ) -> (StatusCode, String, Value) {
+        self.send_with(method, uri, token, peer, &[], String::new())
+            .0
+    }
+
+    /// As `send`, with headers and a body; also the response's ETag.
+    fn send_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        peer: [u8; 4],
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> ((StatusCode, String, Value), Option<String>) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let mut request = request.body(Body::empty()).unwrap();
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut request = request.body(Body::from(body)).unwrap();
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from((peer, 40_000))));
@@ -77,12 +94,16 @@ impl Api {
                 .map(|v| v.to_str().unwrap().to_owned())
                 .unwrap_or_default();
             assert!(response.headers().contains_key("x-request-id"));
+            let etag = response
+                .headers()
+                .get(header::ETAG)
+                .map(|v| v.to_str().unwrap().to_owned());
             let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
                 .await
                 .unwrap();
             let body = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-            (status, kind, body)
+            ((status, kind, body), etag)
         })
     }
 }
@@ -288,4 +309,146 @@ fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
         rest.contains("route=/api/v1/customers/{id} status=200"),
         "{rest}"
     );
+}
+
+#[test]
+fn customers_are_created_and_replaced_with_optimistic_concurrency() {
+    let api = Api::new();
+    let agent = api.token(Role::Agent).to_owned();
+    let json = [("content-type", "application/json")];
+    let new = serde_json::json!({
+        "customer_id": "C9000001", "name": "Kiosk <script>alert(1)</script>", "gender": "U",
+        "birth_date": null, "region": "North", "city": "Pinecrest", "channel": "store",
+        "joined_at": "2025-01-02", "tier": "bronze", "attributes": {}
+    });
+    let ((status, _, body), etag) = api.send_with(
+        "POST",
+        "/api/v1/customers",
+        Some(&agent),
+        HERE,
+        &json,
+        new.to_string(),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+    // Again: the id exists.
+    let ((status, kind, _), _) = api.send_with(
+        "POST",
+        "/api/v1/customers",
+        Some(&agent),
+        HERE,
+        &json,
+        new.to_string(),
+    );
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "application/problem+json")
+    );
+    // Read it back, with its metrics (from the snapshot, kept current).
+    let ((status, _, body), etag) = api.send_with(
+        "GET",
+        "/api/v1/customers/C9000001",
+        Some(&agent),
+        HERE,
+        &[],
+        String::new(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], "Kiosk <script>alert(1)</script>");
+    assert_eq!(body["metrics"]["baskets"], 0);
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+
+    let mut changed = new.clone();
+    changed["tier"] = "gold".into();
+    let uri = "/api/v1/customers/C9000001";
+    let ((status, _, body), _) =
+        api.send_with("PUT", uri, Some(&agent), HERE, &json, changed.to_string());
+    assert_eq!(status, StatusCode::PRECONDITION_REQUIRED, "{body}");
+    let with_match = [("content-type", "application/json"), ("if-match", "\"1\"")];
+    let ((status, _, body), etag) = api.send_with(
+        "PUT",
+        uri,
+        Some(&agent),
+        HERE,
+        &with_match,
+        changed.to_string(),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(etag.as_deref(), Some("\"2\""));
+    // A second writer who read revision 1 is refused.
+    changed["tier"] = "silver".into();
+    let ((status, _, body), _) = api.send_with(
+        "PUT",
+        uri,
+        Some(&agent),
+        HERE,
+        &with_match,
+        changed.to_string(),
+    );
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("revision 2, not 1"),
+        "{body}"
+    );
+    let (_, _, body) = api.send("GET", uri, Some(&agent), HERE);
+    assert_eq!(body["tier"], "gold");
+}
+
+#[test]
+fn bad_writes_get_clear_errors_and_change_nothing() {
+    let api = Api::new();
+    let agent = api.token(Role::Agent).to_owned();
+    let json = [("content-type", "application/json")];
+    let post = |token: &str, headers: &[(&str, &str)], body: String| {
+        api.send_with(
+            "POST",
+            "/api/v1/customers",
+            Some(token),
+            HERE,
+            headers,
+            body,
+        )
+        .0
+    };
+    let good = serde_json::json!({
+        "customer_id": "C9000002", "name": "Ana", "gender": "F", "birth_date": null,
+        "region": "North", "city": "Pinecrest", "channel": "store",
+        "joined_at": "2025-01-02", "tier": "bronze", "attributes": {}
+    });
+    let mut unknown = good.clone();
+    unknown["nickname"] = "x".into();
+    let (status, kind, body) = post(&agent, &json, unknown.to_string());
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::BAD_REQUEST, "application/problem+json")
+    );
+    assert_eq!(body["field"], "nickname", "{body}");
+    let mut bad_date = good.clone();
+    bad_date["joined_at"] = "2025-02-30".into();
+    let (status, _, body) = post(&agent, &json, bad_date.to_string());
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"].as_str().unwrap().contains("2025-02-30"),
+        "{body}"
+    );
+    let (status, ..) = post(&agent, &[("content-type", "text/plain")], good.to_string());
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, ..) = post(&agent, &json, "x".repeat(2 << 20));
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _, body) = post(api.token(Role::Viewer), &json, good.to_string());
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("viewer may not create customers")
+    );
+    // None of them was written.
+    let (status, ..) = api.send("GET", "/api/v1/customers/C9000002", Some(&agent), HERE);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, ..) = post(api.token(Role::Admin), &json, good.to_string());
+    assert_eq!(status, StatusCode::CREATED);
 }

@@ -236,7 +236,7 @@ enum SegmentCommand {
         replace: bool,
         /// With --replace: only if the current revision is this one
         #[arg(long, requires = "replace")]
-        revision: Option<u32>,
+        revision: Option<u64>,
     },
     /// The segments, with their member counts
     List {
@@ -651,7 +651,8 @@ fn run(command: Command) -> Result<()> {
             let store = open_store(&db.db, false)?;
             let opened = open_snapshot(&*store, &db.db)?;
             eprintln!("{}", describe_readiness(&opened));
-            crate::http::serve(&db.db, store, opened.snapshot, addr)
+            let registry = crate::plugins::registry(&db.db)?;
+            crate::http::serve(&db.db, store, opened.snapshot, registry, addr)
         }
         Command::Token { command } => token_command(command),
         Command::Demo {

@@ -37,6 +37,9 @@ pub const MAX_BODY: usize = 1 << 20;
 /// What the handlers share.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The store's plugins: their fields are checked and their validate
+    /// hooks run on every write of a customer.
+    pub plugins: Option<plugin_host::Registry>,
     pub snapshot: RwLock<Snapshot>,
     pub tokens: Tokens,
     pub metrics: Metrics,
@@ -45,8 +48,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, snapshot: Snapshot) -> Arc<AppState> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        snapshot: Snapshot,
+        plugins: Option<plugin_host::Registry>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
+            plugins,
             tokens: Tokens::new(Arc::clone(&store)),
             store,
             snapshot: RwLock::new(snapshot),
@@ -298,7 +306,9 @@ async fn get_customer(
         &[Role::Integrator, Role::Analyst, Role::Agent, Role::Viewer],
         "read customers",
     )?;
-    let Some(Record::Customer(customer)) = state.store.get(EntityKind::Customer, &id)? else {
+    let Some((revision, Record::Customer(customer))) =
+        state.store.get_revised(EntityKind::Customer, &id)?
+    else {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -312,7 +322,173 @@ async fn get_customer(
         body["metrics"] =
             serde_json::to_value(analysis::customer_metrics(&ctx, ci)).unwrap_or(Value::Null);
     }
-    Ok(Json(body).into_response())
+    Ok(with_etag(Json(body).into_response(), revision))
+}
+
+fn with_etag(mut response: Response, revision: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// A JSON request body as `T`: 415 for another content type, 400 naming
+/// the field (or the place) that is wrong.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim() == "application/json")
+        });
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "send the body as application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        // serde names the field in "unknown field `x`" and "missing field `x`".
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains(" field `"))
+            .map(str::to_owned);
+        let mut p = Problem::new(StatusCode::BAD_REQUEST, "Invalid body", text);
+        p.field = field;
+        p
+    })
+}
+
+/// Checks a customer against the plugins (fields and validate hooks).
+fn checked_customer(
+    state: &AppState,
+    customer: model::Customer,
+) -> Result<model::Customer, Problem> {
+    let Some(registry) = &state.plugins else {
+        return Ok(customer);
+    };
+    let rules = crate::plugins::FieldRules::of(registry);
+    crate::plugins::validate_write(registry, &rules, customer).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Refused by a rule",
+            format!("{e:#}"),
+        )
+    })
+}
+
+/// Writes a customer and brings the snapshot along.
+fn write_customer(
+    state: &AppState,
+    customer: model::Customer,
+    expect: store::Expect,
+) -> Result<u64, Problem> {
+    let revision = state
+        .store
+        .upsert_expecting(Record::Customer(customer.clone()), expect)
+        .map_err(|e| match e {
+            store::StoreError::Conflict(detail) if matches!(expect, store::Expect::Revision(_)) => {
+                Problem::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "Precondition failed",
+                    detail,
+                )
+            }
+            other => other.into(),
+        })?;
+    state
+        .snapshot
+        .write()
+        .expect("snapshot lock")
+        .upsert_customer(&customer);
+    Ok(revision)
+}
+
+const WRITERS: &[Role] = &[Role::Agent];
+
+/// `POST /api/v1/customers`: creates a customer (409 when the id exists).
+async fn create_customer(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    require(caller, WRITERS, "create customers")?;
+    let customer: model::Customer = json_body(&headers, &body)?;
+    let customer = checked_customer(&state, customer)?;
+    let id = customer.customer_id.as_str().to_owned();
+    let revision = write_customer(&state, customer, store::Expect::New)?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({"customer_id": id, "revision": revision})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/customers/{id}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(with_etag(response, revision))
+}
+
+/// `PUT /api/v1/customers/{id}`: replaces a customer; `If-Match` with the
+/// revision read is required (428 without, 412 when it changed meanwhile).
+async fn replace_customer(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    require(caller, WRITERS, "change customers")?;
+    let Some(expected) = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_owned()
+        })
+    else {
+        return Err(Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "If-Match required",
+            "send the ETag of the customer you read as If-Match, so that changes made meanwhile are not overwritten",
+        ));
+    };
+    let expected: u64 = expected.parse().map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid If-Match",
+            format!("If-Match {expected:?} is not an ETag this API gave"),
+        )
+    })?;
+    let customer: model::Customer = json_body(&headers, &body)?;
+    if customer.customer_id.as_str() != id {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid body",
+            format!(
+                "the body is customer {}, the URL customer {id}",
+                customer.customer_id.as_str()
+            ),
+        );
+        p.field = Some("customer_id".into());
+        return Err(p);
+    }
+    let customer = checked_customer(&state, customer)?;
+    let revision = write_customer(&state, customer, store::Expect::Revision(expected))?;
+    Ok(with_etag(
+        Json(json!({"customer_id": id, "revision": revision})).into_response(),
+        revision,
+    ))
 }
 
 async fn not_found() -> Problem {
@@ -326,7 +502,8 @@ async fn not_found() -> Problem {
 /// The whole application.
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
-        .route("/customers/{id}", get(get_customer))
+        .route("/customers", axum::routing::post(create_customer))
+        .route("/customers/{id}", get(get_customer).put(replace_customer))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
@@ -345,7 +522,13 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serves the store at `db` on `addr` until SIGINT or SIGTERM.
-pub fn serve(db: &Path, store: Arc<dyn Store>, snapshot: Snapshot, addr: SocketAddr) -> Result<()> {
+pub fn serve(
+    db: &Path,
+    store: Arc<dyn Store>,
+    snapshot: Snapshot,
+    plugins: plugin_host::Registry,
+    addr: SocketAddr,
+) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -353,7 +536,7 @@ pub fn serve(db: &Path, store: Arc<dyn Store>, snapshot: Snapshot, addr: SocketA
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .try_init();
-    let state = AppState::new(Arc::clone(&store), snapshot);
+    let state = AppState::new(Arc::clone(&store), snapshot, Some(plugins));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

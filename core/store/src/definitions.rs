@@ -159,7 +159,7 @@ impl Definitions {
                 (Expect::New, Some(rev)) => {
                     return Err(conflict(format!("{name} exists already (revision {rev})")));
                 }
-                (Expect::Revision(want), Some(rev)) if want != rev => {
+                (Expect::Revision(want), Some(rev)) if want != rev as u64 => {
                     return Err(conflict(format!(
                         "{name} is at revision {rev}, not {want}: it was changed meanwhile"
                     )));
@@ -205,7 +205,7 @@ impl Definitions {
             let current = current_revision(tx.get(&head_key)?)
                 .map_err(ConflictableTransactionError::Abort)?;
             if let (Expect::Revision(want), Some(rev)) = (expect, current)
-                && want != rev
+                && want != rev as u64
             {
                 return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                     format!("{name} is at revision {rev}, not {want}: it was changed meanwhile"),

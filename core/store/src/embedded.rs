@@ -329,6 +329,39 @@ impl Store for SledStore {
         crate::changes::forget(self.tree(kind), upto)
     }
 
+    fn get_revised(&self, kind: EntityKind, id: &str) -> Result<Option<(u64, Record)>, StoreError> {
+        Ok(match kind {
+            EntityKind::Customer => self
+                .customers
+                .get_revised(id)?
+                .map(|(r, c)| (r, Record::Customer(c))),
+            EntityKind::Product => self
+                .products
+                .get_revised(id)?
+                .map(|(r, p)| (r, Record::Product(p))),
+            EntityKind::Campaign => self
+                .campaigns
+                .get_revised(id)?
+                .map(|(r, c)| (r, Record::Campaign(c))),
+            EntityKind::Transaction | EntityKind::Interaction => None,
+        })
+    }
+
+    fn upsert_expecting(&self, record: Record, expect: Expect) -> Result<u64, StoreError> {
+        let rev = match &record {
+            Record::Customer(c) => self.customers.upsert_expecting(c, expect)?,
+            Record::Product(p) => self.products.upsert_expecting(p, expect)?,
+            Record::Campaign(c) => self.campaigns.upsert_expecting(c, expect)?,
+            Record::Transaction(_) | Record::Interaction(_) => {
+                return Err(StoreError::Invalid(
+                    "transactions and interactions have no revisions".into(),
+                ));
+            }
+        };
+        self.flush()?;
+        Ok(rev)
+    }
+
     fn definition(&self, space: &str, name: &str) -> Result<Option<Revision>, StoreError> {
         self.definitions.get(space, name)
     }

@@ -79,6 +79,15 @@ pub trait Store: Send + Sync {
         Ok(counts)
     }
 
+    /// A customer, product or campaign with its revision (which grows by
+    /// one with every change); `None` for other kinds or a missing record.
+    fn get_revised(&self, kind: EntityKind, id: &str) -> Result<Option<(u64, Record)>, StoreError>;
+
+    /// Writes one customer, product or campaign if its current revision is
+    /// as expected (`StoreError::Conflict` otherwise), durably; its new
+    /// revision (the same when nothing changed).
+    fn upsert_expecting(&self, record: Record, expect: Expect) -> Result<u64, StoreError>;
+
     /// Bytes the records take on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 
@@ -141,7 +150,7 @@ pub enum Expect {
     /// Nothing: the name is new.
     New,
     /// This revision.
-    Revision(u32),
+    Revision(u64),
     /// Whatever is there.
     Any,
 }

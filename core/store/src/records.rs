@@ -82,6 +82,58 @@ impl<T: Keyed> RecordTree<T> {
         }
     }
 
+    pub(crate) fn get_revised(&self, id: &str) -> Result<Option<(u64, T)>, StoreError> {
+        match self.tree.get(keys::record(id)).map_err(sled_error)? {
+            None => Ok(None),
+            Some(bytes) => decode::<(u64, T)>(&bytes).map(Some),
+        }
+    }
+
+    /// Writes one record if its current revision is as expected; its new
+    /// revision.
+    pub(crate) fn upsert_expecting(
+        &self,
+        record: &T,
+        expect: crate::Expect,
+    ) -> Result<u64, StoreError> {
+        let _write = self
+            .write
+            .lock()
+            .expect("a writer panicked while holding the lock");
+        let current = self.get_revised(record.id())?;
+        let id = record.id();
+        match (expect, &current) {
+            (crate::Expect::New, Some((rev, _))) => {
+                return Err(StoreError::Conflict(format!(
+                    "{id} exists already (revision {rev})"
+                )));
+            }
+            (crate::Expect::Revision(want), Some((rev, _))) if want != *rev => {
+                return Err(StoreError::Conflict(format!(
+                    "{id} is at revision {rev}, not {want}: it was changed meanwhile"
+                )));
+            }
+            (crate::Expect::Revision(_), None) => {
+                return Err(StoreError::Conflict(format!("{id} does not exist")));
+            }
+            _ => {}
+        }
+        let rev = match &current {
+            Some((rev, old)) if old == record => return Ok(*rev),
+            Some((rev, _)) => rev + 1,
+            None => 1,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::record(id), encode(&(rev, record)));
+        if current.is_none() {
+            let total = read_count(&self.tree)? + 1;
+            batch.insert(keys::COUNT, &total.to_be_bytes());
+        }
+        crate::changes::record(&self.tree, &mut batch, [id])?;
+        self.tree.apply_batch(batch).map_err(sled_error)?;
+        Ok(rev)
+    }
+
     pub(crate) fn contains(&self, id: &str) -> Result<bool, StoreError> {
         self.tree.contains_key(keys::record(id)).map_err(sled_error)
     }
