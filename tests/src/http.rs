@@ -311,16 +311,21 @@ fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
     );
 }
 
+/// A new customer as the API takes it.
+fn customer(id: &str, name: &str) -> Value {
+    serde_json::json!({
+        "customer_id": id, "name": name, "gender": "U", "birth_date": null,
+        "region": "North", "city": "Pinecrest", "channel": "store",
+        "joined_at": "2025-01-02", "tier": "bronze", "attributes": {}
+    })
+}
+
 #[test]
 fn customers_are_created_and_replaced_with_optimistic_concurrency() {
     let api = Api::new();
     let agent = api.token(Role::Agent).to_owned();
     let json = [("content-type", "application/json")];
-    let new = serde_json::json!({
-        "customer_id": "C9000001", "name": "Kiosk <script>alert(1)</script>", "gender": "U",
-        "birth_date": null, "region": "North", "city": "Pinecrest", "channel": "store",
-        "joined_at": "2025-01-02", "tier": "bronze", "attributes": {}
-    });
+    let new = customer("C9000001", "Kiosk <script>alert(1)</script>");
     let ((status, _, body), etag) = api.send_with(
         "POST",
         "/api/v1/customers",
@@ -413,11 +418,7 @@ fn bad_writes_get_clear_errors_and_change_nothing() {
         )
         .0
     };
-    let good = serde_json::json!({
-        "customer_id": "C9000002", "name": "Ana", "gender": "F", "birth_date": null,
-        "region": "North", "city": "Pinecrest", "channel": "store",
-        "joined_at": "2025-01-02", "tier": "bronze", "attributes": {}
-    });
+    let good = customer("C9000002", "Ana");
     let mut unknown = good.clone();
     unknown["nickname"] = "x".into();
     let (status, kind, body) = post(&agent, &json, unknown.to_string());

@@ -45,16 +45,6 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn to_dynamic(&self) -> Dynamic {
-        match self {
-            Value::Missing => Dynamic::UNIT,
-            Value::Int(v) => Dynamic::from_int(*v),
-            Value::Float(v) => Dynamic::from_float(*v),
-            Value::Text(s) => Dynamic::from(s.clone()),
-            Value::Bool(b) => Dynamic::from_bool(*b),
-        }
-    }
-
     pub fn to_json(&self, ty: Ty) -> Json {
         match self {
             Value::Missing => Json::Null,
@@ -295,16 +285,28 @@ impl Frame {
         needed: &[usize],
         extra: &dyn Extra,
     ) -> Result<Frame, String> {
+        Frame::build_first(snapshot, catalog, needed, snapshot.customers.len(), extra)
+    }
+
+    /// As [`Frame::build`], for the first `n` customer rows only (a sample).
+    pub fn build_first(
+        snapshot: &Snapshot,
+        catalog: &Catalog,
+        needed: &[usize],
+        n: usize,
+        extra: &dyn Extra,
+    ) -> Result<Frame, String> {
         let ctx = Context::new(snapshot, &Scope::default());
+        let n = n.min(snapshot.customers.len());
         let mut frame = Frame {
-            rows: snapshot.customers.len(),
+            rows: n,
             columns: vec![None; catalog.fields().len()],
             as_of: ctx.as_of.map(|d| d.days() as i64),
         };
         for &f in needed {
             frame.columns[f] = Some(Column::empty(catalog.fields()[f].ty));
         }
-        let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
+        let rows: Vec<u32> = (0..n as u32).collect();
         frame.fill(&ctx, catalog, needed, &rows, extra)?;
         Ok(frame)
     }

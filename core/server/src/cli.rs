@@ -1478,14 +1478,7 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
                 bail!("no customer '{customer}' in the {}", ws.store.location());
             };
             let compiled = ws.compile(&def).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let extra = crate::segments::PluginScores {
-                registry: &ws.registry,
-                views: crate::plugins::Views::new(&ws.snapshot),
-            };
-            let frame = Arc::new(
-                segments::Frame::build(&ws.snapshot, &ws.catalog, &compiled.reads, &extra)
-                    .map_err(|e| anyhow::anyhow!(e))?,
-            );
+            let frame = ws.frame(&compiled.reads, None)?;
             let x = compiled
                 .explain(&ws.engine, &ws.catalog, &frame, ci, ws.limits)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -180,27 +180,31 @@ impl Workspace {
         Ok((rev, def))
     }
 
+    /// The columns of the fields `reads` (catalog indexes) for every
+    /// customer, or for the first `sample`; plugin scores by calling the plugins.
+    pub fn frame(&self, reads: &[usize], sample: Option<usize>) -> Result<Arc<Frame>> {
+        let extra = PluginScores {
+            registry: &self.registry,
+            views: Views::new(&self.snapshot),
+        };
+        let n = sample.unwrap_or(self.snapshot.customers.len());
+        Frame::build_first(&self.snapshot, &self.catalog, reads, n, &extra)
+            .map(Arc::new)
+            .map_err(|e| anyhow!(e))
+    }
+
     /// Builds the columns the script reads (over all customers, or the
     /// first `sample`) and evaluates it.
     pub fn evaluate(&self, def: &Definition, sample: Option<usize>) -> Result<Evaluated> {
         let compiled = self.compile(def).map_err(|e| anyhow!("{e}"))?;
         let started = Instant::now();
-        let extra = PluginScores {
-            registry: &self.registry,
-            views: Views::new(&self.snapshot),
-        };
-        let frame = Arc::new(
-            Frame::build(&self.snapshot, &self.catalog, &compiled.reads, &extra)
-                .map_err(|e| anyhow!(e))?,
-        );
-        let rows: Option<Vec<u32>> =
-            sample.map(|n| (0..self.snapshot.customers.len().min(n) as u32).collect());
+        let frame = self.frame(&compiled.reads, sample)?;
         let members = compiled
             .evaluate(
                 &self.engine,
                 &self.catalog,
                 &frame,
-                rows.as_deref(),
+                None,
                 self.limits,
                 &|r| self.snapshot.customers.id(r).to_owned(),
             )
@@ -379,16 +383,9 @@ pub fn bench(ws: &Workspace, runs: usize) -> Result<Vec<BenchLine>> {
             ..Definition::default()
         };
         let compiled = ws.compile(&def).map_err(|e| anyhow!("{e}"))?;
-        let extra = PluginScores {
-            registry: &ws.registry,
-            views: Views::new(&ws.snapshot),
-        };
         let mut frame = None;
         let (_, build) = best(&mut || {
-            frame = Some(Arc::new(
-                Frame::build(&ws.snapshot, &ws.catalog, &compiled.reads, &extra)
-                    .map_err(|e| anyhow!(e))?,
-            ));
+            frame = Some(ws.frame(&compiled.reads, None)?);
             Ok(0)
         })?;
         let frame = frame.expect("built");
