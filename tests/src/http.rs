@@ -16,20 +16,25 @@ use server::http::{AppState, router};
 use server::tokens::{Role, Tokens};
 use tower::ServiceExt;
 
-use crate::support::{crm, crm_bin, dataset, import, open_store};
+use crate::support::{crm, crm_bin, dataset, import, open_store, plugin_package};
 
 struct Api {
     _dir: tempfile::TempDir,
-    state: Arc<AppState>,
+    router: axum::Router,
     tokens: Vec<(Role, String)>,
 }
 
 impl Api {
     fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir.path().join("store"));
+        let db = dir.path().join("store");
+        let store = open_store(&db);
         import(&*store, &dataset(Industry::Retail, 200, 3)).unwrap();
         let snapshot = server::host::build(&*store).unwrap();
+        let registry = server::plugins::registry(&db).unwrap();
+        registry
+            .install(&plugin_package("tobacco-retail"), None)
+            .unwrap();
         let tokens = Tokens::new(Arc::clone(&store));
         let tokens = Role::ALL
             .into_iter()
@@ -37,7 +42,7 @@ impl Api {
             .collect();
         Api {
             _dir: dir,
-            state: AppState::new(store, snapshot, None),
+            router: router(AppState::new(store, snapshot, registry).unwrap()),
             tokens,
         }
     }
@@ -83,10 +88,7 @@ impl Api {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let response = router(Arc::clone(&self.state))
-                .oneshot(request)
-                .await
-                .unwrap();
+            let response = self.router.clone().oneshot(request).await.unwrap();
             let status = response.status();
             let kind = response
                 .headers()
@@ -143,7 +145,7 @@ fn a_customer_is_read_with_a_token_of_any_role() {
         assert_eq!(status, StatusCode::OK, "{role:?}: {body}");
         assert_eq!(kind, "application/json");
         assert_eq!(body["customer_id"], "C0000001");
-        assert!(body["metrics"]["baskets"].is_u64(), "{body}");
+        assert!(body["revision"].is_u64(), "{body}");
     }
     let (status, kind, body) = api.send(
         "GET",
@@ -316,7 +318,11 @@ fn customer(id: &str, name: &str) -> Value {
     serde_json::json!({
         "customer_id": id, "name": name, "gender": "U", "birth_date": null,
         "region": "North", "city": "Pinecrest", "channel": "store",
-        "joined_at": "2025-01-02", "tier": "bronze", "attributes": {}
+        "joined_at": "2025-01-02", "tier": "bronze",
+        "attributes": {
+            "license_no": "250214704823", "store_type": "kiosk",
+            "business_district": "school", "monthly_quota": 40
+        }
     })
 }
 
@@ -352,14 +358,14 @@ fn customers_are_created_and_replaced_with_optimistic_concurrency() {
     // Read it back, with its metrics (from the snapshot, kept current).
     let ((status, _, body), etag) = api.send_with(
         "GET",
-        "/api/v1/customers/C9000001",
+        "/api/v1/customers/C9000001/view",
         Some(&agent),
         HERE,
         &[],
         String::new(),
     );
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["name"], "Kiosk <script>alert(1)</script>");
+    assert_eq!(body["customer"]["name"], "Kiosk <script>alert(1)</script>");
     assert_eq!(body["metrics"]["baskets"], 0);
     assert_eq!(etag.as_deref(), Some("\"1\""));
 
@@ -452,4 +458,543 @@ fn bad_writes_get_clear_errors_and_change_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, ..) = post(api.token(Role::Admin), &json, good.to_string());
     assert_eq!(status, StatusCode::CREATED);
+}
+
+impl Api {
+    fn get(&self, uri: &str, role: Role) -> (StatusCode, Value) {
+        let (status, _, body) = self.send("GET", uri, Some(self.token(role)), HERE);
+        (status, body)
+    }
+
+    /// A JSON write; the status, body and ETag.
+    fn write(
+        &self,
+        method: &str,
+        uri: &str,
+        role: Role,
+        if_match: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value, Option<String>) {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(m) = if_match {
+            headers.push(("if-match", m));
+        }
+        let ((status, _, body), etag) = self.send_with(
+            method,
+            uri,
+            Some(self.token(role)),
+            HERE,
+            &headers,
+            body.to_string(),
+        );
+        (status, body, etag)
+    }
+
+    fn delete(&self, uri: &str, role: Role, if_match: Option<&str>) -> (StatusCode, Value) {
+        let headers: Vec<(&str, &str)> = if_match.map(|m| ("if-match", m)).into_iter().collect();
+        let ((status, _, body), _) = self.send_with(
+            "DELETE",
+            uri,
+            Some(self.token(role)),
+            HERE,
+            &headers,
+            String::new(),
+        );
+        (status, body)
+    }
+}
+
+fn ids(page: &Value, key: &str) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn customers_are_listed_filtered_searched_sorted_and_paged() {
+    let api = Api::new();
+    // Every customer once, in id order, 37 at a time.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let uri = format!("/api/v1/customers?limit=37{after}");
+        let (status, page) = api.get(&uri, Role::Viewer);
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 200);
+        seen.extend(ids(&page, "customer_id"));
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted);
+    assert_eq!(seen.len(), 200);
+    // A filter and a descending sort.
+    let (_, all) = api.get("/api/v1/customers?limit=500", Role::Viewer);
+    let region = all["items"][0]["region"].as_str().unwrap().to_owned();
+    let want = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["region"] == region.as_str())
+        .count();
+    let (_, page) = api.get(
+        &format!("/api/v1/customers?limit=500&region={region}&sort=-joined_at"),
+        Role::Viewer,
+    );
+    assert_eq!(page["total"], want as u64);
+    let joined: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["joined_at"].as_str().unwrap())
+        .collect();
+    assert!(joined.windows(2).all(|w| w[0] >= w[1]), "{joined:?}");
+    // Search: accents and case ignored, Chinese names by their characters.
+    for (id, name) in [("C9100001", "Wümpel Núñez"), ("C9100002", "王饕餮")] {
+        let (status, body, _) = api.write(
+            "POST",
+            "/api/v1/customers",
+            Role::Agent,
+            None,
+            &customer(id, name),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for (q, want) in [
+        ("wumpel", "C9100001"),
+        ("WÜMP", "C9100001"),
+        ("饕餮", "C9100002"),
+    ] {
+        let (_, page) = api.get(
+            &format!("/api/v1/customers?q={}", urlencode(q)),
+            Role::Viewer,
+        );
+        assert_eq!(ids(&page, "customer_id"), [want], "{q}: {page}");
+    }
+    let (_, page) = api.get("/api/v1/customers?q=c91&sort=name", Role::Viewer);
+    assert_eq!(ids(&page, "customer_id"), ["C9100001", "C9100002"]);
+    // Bad parameters are named.
+    let (status, body) = api.get("/api/v1/customers?sort=shoe_size", Role::Viewer);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("sort"))
+    );
+    let (status, body) = api.get("/api/v1/customers?limit=0", Role::Viewer);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("limit"))
+    );
+    let (status, _) = api.get("/api/v1/customers?joined_from=yesterday", Role::Viewer);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get("/api/v1/customers?colour=red", Role::Viewer);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[test]
+fn products_campaigns_and_lines_are_written_read_and_deleted() {
+    let api = Api::new();
+    let product = serde_json::json!({
+        "sku": "NEW-1", "name": "Test pipe", "category": "accessories", "brand": "Acme",
+        "unit_price": "12.50", "unit_cost": "7.00", "attributes": {}
+    });
+    let (status, body, etag) =
+        api.write("POST", "/api/v1/products", Role::Integrator, None, &product);
+    assert_eq!(
+        (status, etag.as_deref()),
+        (StatusCode::CREATED, Some("\"1\"")),
+        "{body}"
+    );
+    // An agent may not manage products.
+    let (status, _, _) = api.write("POST", "/api/v1/products", Role::Agent, None, &product);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut dearer = product.clone();
+    dearer["unit_price"] = "13.00".into();
+    let (status, _, etag) = api.write(
+        "PUT",
+        "/api/v1/products/NEW-1",
+        Role::Integrator,
+        Some("\"1\""),
+        &dearer,
+    );
+    assert_eq!((status, etag.as_deref()), (StatusCode::OK, Some("\"2\"")));
+    let (_, page) = api.get("/api/v1/products?q=test%20pipe", Role::Viewer);
+    assert_eq!(ids(&page, "sku"), ["NEW-1"]);
+    assert_eq!(page["items"][0]["unit_price"], 13.0);
+
+    // A line for a customer: a missing sku is named, then it is written.
+    let (_, customers) = api.get("/api/v1/customers?limit=1", Role::Viewer);
+    let cid = customers["items"][0]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut line = serde_json::json!({
+        "txn_id": "TNEW1", "customer_id": cid, "ts": "2025-06-01T10:00:00Z", "sku": "NOPE",
+        "quantity": 2, "amount": "26.00", "cost": "14.00", "channel": "store", "region": "North"
+    });
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/transactions",
+        Role::Integrator,
+        None,
+        &line,
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "sku");
+    line["sku"] = "NEW-1".into();
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/transactions",
+        Role::Integrator,
+        None,
+        &line,
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api.get("/api/v1/transactions/TNEW1", Role::Viewer);
+    assert_eq!(
+        (status, body["sku"].as_str()),
+        (StatusCode::OK, Some("NEW-1"))
+    );
+    let (_, page) = api.get(
+        &format!("/api/v1/transactions?customer_id={cid}&limit=500"),
+        Role::Viewer,
+    );
+    assert!(ids(&page, "txn_id").contains(&"TNEW1".to_owned()));
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["customer_id"] == cid.as_str())
+    );
+    // The product is in use: not deleted; the customer has lines: neither.
+    let (status, body) = api.delete("/api/v1/products/NEW-1", Role::Integrator, None);
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = api.delete(&format!("/api/v1/customers/{cid}"), Role::Agent, None);
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Delete the line, then the product (a stale If-Match first).
+    let (status, _) = api.delete("/api/v1/transactions/TNEW1", Role::Integrator, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get("/api/v1/transactions/TNEW1", Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.delete("/api/v1/products/NEW-1", Role::Integrator, Some("\"1\""));
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let (status, _) = api.delete("/api/v1/products/NEW-1", Role::Integrator, Some("\"2\""));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get("/api/v1/products/NEW-1", Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A customer without lines can go.
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/customers",
+        Role::Agent,
+        None,
+        &customer("C9200001", "Brief"),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = api.delete("/api/v1/customers/C9200001", Role::Agent, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.delete("/api/v1/customers/C9200001", Role::Agent, None);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Interactions: an agent logs an opinion; the campaign list pages.
+    let opinion = serde_json::json!({
+        "interaction_id": "INEW1", "customer_id": cid, "ts": "2025-06-02T09:30:00Z",
+        "kind": "opinion", "department": "service", "sku": null, "rep": null,
+        "region": "North", "topic": "price", "resolved_ts": null, "rating": null,
+        "campaign_id": null
+    });
+    let (status, body, _) = api.write("POST", "/api/v1/interactions", Role::Agent, None, &opinion);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, page) = api.get("/api/v1/campaigns?limit=2", Role::Viewer);
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        page["items"].as_array().unwrap().len().min(2),
+        ids(&page, "campaign_id").len()
+    );
+}
+
+#[test]
+fn the_customer_360_merges_lines_with_metrics_and_scores() {
+    let api = Api::new();
+    let (_, page) = api.get("/api/v1/customers?limit=500", Role::Viewer);
+    // A customer with purchases.
+    let mut found = false;
+    for cid in ids(&page, "customer_id") {
+        let (status, view) = api.get(&format!("/api/v1/customers/{cid}/view"), Role::Agent);
+        assert_eq!(status, StatusCode::OK, "{view}");
+        let baskets = view["metrics"]["baskets"].as_u64().unwrap();
+        if baskets == 0 {
+            continue;
+        }
+        found = true;
+        let (_, txns) = api.get(
+            &format!("/api/v1/transactions?customer_id={cid}&limit=500"),
+            Role::Viewer,
+        );
+        let (_, interactions) = api.get(
+            &format!("/api/v1/interactions?customer_id={cid}&limit=500"),
+            Role::Viewer,
+        );
+        let timeline = view["timeline"].as_array().unwrap();
+        let n = txns["items"].as_array().unwrap().len()
+            + interactions["items"].as_array().unwrap().len();
+        assert_eq!(
+            timeline.len() + view["timeline_more"].as_u64().unwrap() as usize,
+            n
+        );
+        let times: Vec<&str> = timeline.iter().map(|t| t["ts"].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+        assert!(timeline.iter().any(|t| t["type"] == "transaction"));
+        let scores = view["scores"].as_array().unwrap();
+        assert!(
+            scores
+                .iter()
+                .any(|s| s["plugin"] == "tobacco-retail" && s["reasons"].is_array()),
+            "{view}"
+        );
+        break;
+    }
+    assert!(found);
+}
+
+#[test]
+fn analyses_run_on_everyone_or_on_a_segment() {
+    let api = Api::new();
+    let (status, list) = api.get("/api/v1/analyses", Role::Analyst);
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.as_array().unwrap().len() >= 19);
+    let (status, _) = api.get("/api/v1/analyses", Role::Agent);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The same figures as the analysis host gives on the same data.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("same"));
+    import(&*store, &dataset(Industry::Retail, 200, 3)).unwrap();
+    let snapshot = server::host::build(&*store).unwrap();
+    for name in ["rfm", "pareto", "performance"] {
+        let (status, body) = api.get(
+            &format!("/api/v1/analyses/{name}?as_of=2025-06-30"),
+            Role::Viewer,
+        );
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        let scope = analysis::Scope {
+            as_of: Some(model::Date::parse("2025-06-30").unwrap()),
+            customers: None,
+        };
+        let ctx = analysis::Context::new(&snapshot, &scope);
+        let want = serde_json::to_value(analysis::run(name, &ctx).unwrap()).unwrap();
+        assert_eq!(body, want, "{name}");
+    }
+    // On a segment's members.
+    let seg = serde_json::json!({"script": "c.tier == \"gold\""});
+    let (status, body, _) = api.write("PUT", "/api/v1/segments/gold", Role::Analyst, None, &seg);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) = api.get("/api/v1/segments/gold/members?limit=1000", Role::Viewer);
+    let rows: Vec<u32> = ids(&members, "customer_id")
+        .iter()
+        .map(|id| snapshot.customers.find(id).unwrap())
+        .collect();
+    assert!(!rows.is_empty());
+    let (status, body) = api.get(
+        "/api/v1/analyses/profiling_overview?segment=gold",
+        Role::Analyst,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let scope = analysis::Scope {
+        as_of: None,
+        customers: Some(rows),
+    };
+    let ctx = analysis::Context::new(&snapshot, &scope);
+    let want = serde_json::to_value(analysis::run("profiling_overview", &ctx).unwrap()).unwrap();
+    assert_eq!(body, want);
+    let (status, body) = api.get("/api/v1/analyses/nope", Role::Analyst);
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api.get("/api/v1/analyses/rfm?segment=nope", Role::Analyst);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::NOT_FOUND, Some("segment"))
+    );
+}
+
+#[test]
+fn segments_are_tested_saved_explained_and_audited() {
+    let api = Api::new();
+    let typo = serde_json::json!({"script": "c.tier == \"gold\" && c.revenu > 10.0"});
+    let (status, body, _) = api.write("POST", "/api/v1/segments/test", Role::Analyst, None, &typo);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("line 1, column 23") && detail.contains("c.revenue"),
+        "{detail}"
+    );
+    let good = serde_json::json!({"description": "gold buyers", "script": "c.tier == \"gold\" && c.revenue > 10.0"});
+    let (status, test, _) = api.write("POST", "/api/v1/segments/test", Role::Analyst, None, &good);
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(test["customers"], 200);
+    let (status, _, _) = api.write(
+        "PUT",
+        "/api/v1/segments/gold-buyers",
+        Role::Viewer,
+        None,
+        &good,
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, saved, etag) = api.write(
+        "PUT",
+        "/api/v1/segments/gold-buyers",
+        Role::Analyst,
+        None,
+        &good,
+    );
+    assert_eq!(
+        (status, etag.as_deref()),
+        (StatusCode::OK, Some("\"1\"")),
+        "{saved}"
+    );
+    let (status, _, _) = api.write(
+        "PUT",
+        "/api/v1/segments/gold-buyers",
+        Role::Analyst,
+        None,
+        &good,
+    );
+    assert_eq!(status, StatusCode::CONFLICT);
+    let wider = serde_json::json!({"script": "c.tier == \"gold\""});
+    let (status, _, etag) = api.write(
+        "PUT",
+        "/api/v1/segments/gold-buyers",
+        Role::Analyst,
+        Some("\"1\""),
+        &wider,
+    );
+    assert_eq!((status, etag.as_deref()), (StatusCode::OK, Some("\"2\"")));
+    let (status, _, _) = api.write(
+        "PUT",
+        "/api/v1/segments/gold-buyers",
+        Role::Analyst,
+        Some("\"1\""),
+        &good,
+    );
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let (_, members) = api.get("/api/v1/segments/gold-buyers/members", Role::Viewer);
+    let (_, all) = api.get("/api/v1/customers?tier=gold&limit=500", Role::Viewer);
+    assert_eq!(members["total"], all["total"]);
+    let first = ids(&members, "customer_id")[0].clone();
+    let (status, x) = api.get(
+        &format!("/api/v1/segments/gold-buyers/explain?customer_id={first}"),
+        Role::Viewer,
+    );
+    assert_eq!(
+        (status, x["matched"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{x}"
+    );
+    let (_, fields) = api.get("/api/v1/segments/fields", Role::Viewer);
+    assert!(
+        fields
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "store_type")
+    );
+    let (status, _) = api.delete("/api/v1/segments/gold-buyers", Role::Analyst, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get("/api/v1/segments/gold-buyers", Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The audit log: each save and the delete, with who and what.
+    let (status, _) = api.get("/api/v1/audit?kind=segment", Role::Analyst);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, log) = api.get("/api/v1/audit?kind=segment", Role::Admin);
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["delete", "save", "save"]);
+    assert_eq!(log["items"][0]["actor"], "token analyst (analyst)");
+    assert_eq!(log["items"][1]["after"]["script"], "c.tier == \"gold\"");
+}
+
+#[test]
+fn record_changes_are_audited_with_before_and_after() {
+    let api = Api::new();
+    let new = customer("C9300001", "Audited");
+    api.write("POST", "/api/v1/customers", Role::Agent, None, &new);
+    let mut changed = new.clone();
+    changed["tier"] = "gold".into();
+    let (status, _, _) = api.write(
+        "PUT",
+        "/api/v1/customers/C9300001",
+        Role::Agent,
+        Some("\"1\""),
+        &changed,
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (_, log) = api.get("/api/v1/audit?id=C9300001", Role::Admin);
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{log}");
+    assert_eq!(items[0]["action"], "update");
+    assert_eq!(items[0]["kind"], "customer");
+    assert_eq!(items[0]["actor"], "token agent (agent)");
+    assert_eq!(items[0]["before"]["tier"], "bronze");
+    assert_eq!(items[0]["after"]["tier"], "gold");
+    assert_eq!(items[0]["revision"], 2);
+    assert_eq!(items[1]["action"], "create");
+    // Paged by sequence number.
+    let (_, first) = api.get("/api/v1/audit?limit=1", Role::Admin);
+    let next = first["next"].as_u64().unwrap();
+    let (_, second) = api.get(&format!("/api/v1/audit?limit=1&before={next}"), Role::Admin);
+    assert!(second["items"][0]["seq"].as_u64().unwrap() < next);
+}
+
+#[test]
+fn the_openapi_document_and_schemas_are_served() {
+    let api = Api::new();
+    let (status, _, doc) = api.send("GET", "/api/openapi.json", None, HERE);
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/customers",
+        "/api/v1/customers/{id}",
+        "/api/v1/customers/{id}/view",
+        "/api/v1/products/{id}",
+        "/api/v1/campaigns",
+        "/api/v1/transactions/{id}",
+        "/api/v1/interactions",
+        "/api/v1/analyses/{name}",
+        "/api/v1/segments/{name}/members",
+        "/api/v1/audit",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    let put = &doc["paths"]["/api/v1/customers/{id}"]["put"];
+    assert!(put["responses"]["412"].is_object() && put["responses"]["428"].is_object());
+    assert!(put["requestBody"]["content"]["application/json"].is_object());
+    let (status, kind, html) = api.send("GET", "/api/docs", None, HERE);
+    assert_eq!(status, StatusCode::OK);
+    assert!(kind.starts_with("text/html"));
+    assert!(html.as_str().unwrap().contains("/api/openapi.json"));
+    let (status, kind, schema) = api.send("GET", "/api/schemas/customer", None, HERE);
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::OK, "application/schema+json")
+    );
+    assert_eq!(schema["title"], "Customer");
 }

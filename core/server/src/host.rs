@@ -132,21 +132,27 @@ pub fn catch_up(store: &dyn Store, snapshot: &mut Snapshot) -> Result<Option<usi
     // Customers, products and campaigns before the lines that name them.
     for (kind, c) in changes {
         for id in &c.ids {
-            apply(store, snapshot, kind, id)?;
+            if !apply(store, snapshot, kind, id)? {
+                return Ok(None);
+            }
         }
         snapshot.set_position(kind, c.position.max(snapshot.position(kind)));
     }
     Ok(Some(total))
 }
 
-/// Reads one changed record (or a customer's lines) again.
-fn apply(store: &dyn Store, snapshot: &mut Snapshot, kind: EntityKind, id: &str) -> Result<()> {
+/// Reads one changed record (or a customer's lines) again; false when it
+/// was deleted, which the snapshot cannot follow (it is rebuilt).
+fn apply(store: &dyn Store, snapshot: &mut Snapshot, kind: EntityKind, id: &str) -> Result<bool> {
     match (kind, store.get(kind, id)?) {
         (EntityKind::Customer, Some(Record::Customer(c))) => {
             snapshot.upsert_customer(&c);
         }
         (EntityKind::Product, Some(Record::Product(p))) => snapshot.upsert_product(&p),
         (EntityKind::Campaign, Some(Record::Campaign(c))) => snapshot.upsert_campaign(&c),
+        (EntityKind::Customer | EntityKind::Product | EntityKind::Campaign, None) => {
+            return Ok(false);
+        }
         (EntityKind::Transaction, _) => {
             if let Some(ci) = snapshot.customers.find(id) {
                 let customer = model::CustomerId::parse(id)?;
@@ -163,7 +169,7 @@ fn apply(store: &dyn Store, snapshot: &mut Snapshot, kind: EntityKind, id: &str)
         }
         _ => {}
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Builds the snapshot by scanning the store.

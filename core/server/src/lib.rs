@@ -8,5 +8,6 @@ pub mod http;
 pub mod plugins;
 mod progress;
 mod scaffold;
+pub mod schemas;
 pub mod segments;
 pub mod tokens;

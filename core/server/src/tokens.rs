@@ -103,15 +103,35 @@ impl Tokens {
             name: name.to_owned(),
             role,
         })?;
-        self.store
+        let saved = self
+            .store
             .save_definition(SPACE, &hash(&token), &body, Expect::New)?;
+        self.store.audit(store::AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: "cli".into(),
+            action: "create".into(),
+            kind: "token".into(),
+            id: name.to_owned(),
+            revision: Some(saved.revision.into()),
+            before: None,
+            after: Some(serde_json::json!({"name": name, "role": role, "id": &saved.name[..12]})),
+        })?;
         Ok(token)
     }
 
     /// The role of `token`, if it is one.
     pub fn role_of(&self, token: &str) -> Result<Option<Role>> {
+        Ok(self.who(token)?.map(|(_, role)| role))
+    }
+
+    /// The name and role of `token`, if it is one.
+    pub fn who(&self, token: &str) -> Result<Option<(String, Role)>> {
         Ok(match self.store.definition(SPACE, &hash(token))? {
-            Some(rev) => Some(serde_json::from_str::<Stored>(&rev.body)?.role),
+            Some(rev) => {
+                let s: Stored = serde_json::from_str(&rev.body)?;
+                Some((s.name, s.role))
+            }
             None => None,
         })
     }
@@ -140,6 +160,19 @@ impl Tokens {
             if s.name == which || (which.len() >= 6 && rev.name.starts_with(which)) {
                 self.store
                     .delete_definition(SPACE, &rev.name, Expect::Any)?;
+                self.store.audit(store::AuditEntry {
+                    seq: 0,
+                    at_ms: 0,
+                    actor: "cli".into(),
+                    action: "revoke".into(),
+                    kind: "token".into(),
+                    id: s.name.clone(),
+                    revision: None,
+                    before: Some(
+                        serde_json::json!({"name": s.name, "role": s.role, "id": &rev.name[..12]}),
+                    ),
+                    after: None,
+                })?;
                 n += 1;
             }
         }

@@ -7,6 +7,7 @@ use model::{
     Campaign, Customer, CustomerId, EntityKind, Interaction, Product, Record, Transaction,
 };
 
+use crate::audit::{Actor, AuditEntry, AuditLog, AuditQuery};
 use crate::definitions::Definitions;
 use crate::lines::LineTree;
 use crate::records::{RecordTree, sled_error};
@@ -29,6 +30,10 @@ pub struct SledStore {
     transactions: LineTree<Transaction>,
     interactions: LineTree<Interaction>,
     definitions: Definitions,
+    audit: AuditLog,
+    /// Held for reading by writes of lines, for writing by deletes of
+    /// customers: a customer is never deleted while lines naming it are written.
+    deletes: std::sync::RwLock<()>,
 }
 
 impl SledStore {
@@ -87,6 +92,8 @@ impl SledStore {
             transactions: LineTree::new(tree("transactions")?),
             interactions: LineTree::new(tree("interactions")?),
             definitions: Definitions::new(tree("definitions")?),
+            audit: AuditLog::new(db.clone(), tree("audit")?),
+            deletes: std::sync::RwLock::new(()),
             path,
             db,
         })
@@ -229,6 +236,7 @@ impl Store for SledStore {
         if !campaigns.is_empty() {
             counts += self.campaigns.upsert(&campaigns)?;
         }
+        let _deletes = self.deletes.read().expect("delete lock");
         if !transactions.is_empty() {
             self.check_references(
                 EntityKind::Transaction,
@@ -347,19 +355,166 @@ impl Store for SledStore {
         })
     }
 
-    fn upsert_expecting(&self, record: Record, expect: Expect) -> Result<u64, StoreError> {
-        let rev = match &record {
-            Record::Customer(c) => self.customers.upsert_expecting(c, expect)?,
-            Record::Product(p) => self.products.upsert_expecting(p, expect)?,
-            Record::Campaign(c) => self.campaigns.upsert_expecting(c, expect)?,
+    fn upsert_expecting(
+        &self,
+        record: Record,
+        expect: Expect,
+        actor: &Actor,
+    ) -> Result<u64, StoreError> {
+        let audit = &self.audit;
+        Ok(match &record {
+            Record::Customer(c) => self.customers.upsert_expecting(c, expect, audit, actor)?,
+            Record::Product(p) => self.products.upsert_expecting(p, expect, audit, actor)?,
+            Record::Campaign(c) => self.campaigns.upsert_expecting(c, expect, audit, actor)?,
             Record::Transaction(_) | Record::Interaction(_) => {
                 return Err(StoreError::Invalid(
                     "transactions and interactions have no revisions".into(),
                 ));
             }
-        };
-        self.flush()?;
-        Ok(rev)
+        })
+    }
+
+    fn put_line(&self, record: Record, expect: Expect, actor: &Actor) -> Result<bool, StoreError> {
+        let _deletes = self.deletes.read().expect("delete lock");
+        match record {
+            Record::Transaction(t) => {
+                self.check_references(
+                    EntityKind::Transaction,
+                    [
+                        (
+                            t.txn_id.as_str(),
+                            "customer_id",
+                            EntityKind::Customer,
+                            t.customer_id.as_str(),
+                        ),
+                        (
+                            t.txn_id.as_str(),
+                            "sku",
+                            EntityKind::Product,
+                            t.sku.as_str(),
+                        ),
+                    ]
+                    .into_iter(),
+                )?;
+                self.transactions.put_one(t, expect, &self.audit, actor)
+            }
+            Record::Interaction(i) => {
+                let id = i.interaction_id.as_str();
+                let mut refs = vec![(
+                    id,
+                    "customer_id",
+                    EntityKind::Customer,
+                    i.customer_id.as_str(),
+                )];
+                if let Some(sku) = &i.sku {
+                    refs.push((id, "sku", EntityKind::Product, sku.as_str()));
+                }
+                if let Some(c) = &i.campaign_id {
+                    refs.push((id, "campaign_id", EntityKind::Campaign, c.as_str()));
+                }
+                self.check_references(EntityKind::Interaction, refs.into_iter())?;
+                self.interactions.put_one(i, expect, &self.audit, actor)
+            }
+            _ => Err(StoreError::Invalid(
+                "only transactions and interactions are lines".into(),
+            )),
+        }
+    }
+
+    fn delete(
+        &self,
+        kind: EntityKind,
+        id: &str,
+        expect: Expect,
+        actor: &Actor,
+    ) -> Result<Option<Record>, StoreError> {
+        let audit = &self.audit;
+        Ok(match kind {
+            EntityKind::Customer => {
+                let _deletes = self.deletes.write().expect("delete lock");
+                if self.transactions.has_lines(id)? || self.interactions.has_lines(id)? {
+                    return Err(StoreError::Conflict(format!(
+                        "customer {id} has transactions or interactions; delete those first"
+                    )));
+                }
+                self.customers
+                    .delete(id, expect, audit, actor)?
+                    .map(Record::Customer)
+            }
+            EntityKind::Product => self
+                .products
+                .delete(id, expect, audit, actor)?
+                .map(Record::Product),
+            EntityKind::Campaign => self
+                .campaigns
+                .delete(id, expect, audit, actor)?
+                .map(Record::Campaign),
+            EntityKind::Transaction => self
+                .transactions
+                .delete(id, audit, actor)?
+                .map(Record::Transaction),
+            EntityKind::Interaction => self
+                .interactions
+                .delete(id, audit, actor)?
+                .map(Record::Interaction),
+        })
+    }
+
+    fn page(
+        &self,
+        kind: EntityKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Record)>, StoreError> {
+        fn wrap<T>(page: Vec<(u64, T)>, f: fn(T) -> Record) -> Vec<(u64, Record)> {
+            page.into_iter().map(|(r, t)| (r, f(t))).collect()
+        }
+        Ok(match kind {
+            EntityKind::Customer => wrap(self.customers.page(after, limit)?, Record::Customer),
+            EntityKind::Product => wrap(self.products.page(after, limit)?, Record::Product),
+            EntityKind::Campaign => wrap(self.campaigns.page(after, limit)?, Record::Campaign),
+            EntityKind::Transaction | EntityKind::Interaction => {
+                return Err(StoreError::Invalid(
+                    "lines are paged by customer (lines_page)".into(),
+                ));
+            }
+        })
+    }
+
+    fn lines_page(
+        &self,
+        kind: EntityKind,
+        customer: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        Ok(match kind {
+            EntityKind::Transaction => self
+                .transactions
+                .page(customer, skip, limit)?
+                .into_iter()
+                .map(Record::Transaction)
+                .collect(),
+            EntityKind::Interaction => self
+                .interactions
+                .page(customer, skip, limit)?
+                .into_iter()
+                .map(Record::Interaction)
+                .collect(),
+            _ => {
+                return Err(StoreError::Invalid(
+                    "customers, products and campaigns are paged by id (page)".into(),
+                ));
+            }
+        })
+    }
+
+    fn audit(&self, entry: AuditEntry) -> Result<u64, StoreError> {
+        self.audit.append(entry)
+    }
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit.read(query)
     }
 
     fn definition(&self, space: &str, name: &str) -> Result<Option<Revision>, StoreError> {

@@ -17,6 +17,7 @@
 //! after `flush` returns; callers that acknowledge a write to a user call
 //! `flush` (or share one flush among many writes) first.
 
+mod audit;
 mod changes;
 mod definitions;
 mod embedded;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use model::{CustomerId, EntityKind, Interaction, Record, Transaction};
 
+pub use audit::{Actor, AuditEntry, AuditQuery};
 pub use embedded::{FORMAT_VERSION, SledStore};
 
 /// Operations on stored records; implemented by each backend.
@@ -84,9 +86,60 @@ pub trait Store: Send + Sync {
     fn get_revised(&self, kind: EntityKind, id: &str) -> Result<Option<(u64, Record)>, StoreError>;
 
     /// Writes one customer, product or campaign if its current revision is
-    /// as expected (`StoreError::Conflict` otherwise), durably; its new
-    /// revision (the same when nothing changed).
-    fn upsert_expecting(&self, record: Record, expect: Expect) -> Result<u64, StoreError>;
+    /// as expected (`StoreError::Conflict` otherwise), with an audit entry
+    /// naming `actor` in the same transaction; its new revision (the same
+    /// when nothing changed). Durable after [`Store::flush`].
+    fn upsert_expecting(
+        &self,
+        record: Record,
+        expect: Expect,
+        actor: &Actor,
+    ) -> Result<u64, StoreError>;
+
+    /// Writes one transaction line or interaction (`Expect::New` refuses an
+    /// id that exists) with its audit entry; true if it is new. Durable
+    /// after [`Store::flush`].
+    fn put_line(&self, record: Record, expect: Expect, actor: &Actor) -> Result<bool, StoreError>;
+
+    /// Deletes one record, with its audit entry; the record deleted (`None`
+    /// if there was none). A customer with transactions or interactions is
+    /// refused (`Conflict`): delete those first. Products and campaigns are
+    /// deleted as asked: checking that no line names them is the caller's.
+    /// Durable after [`Store::flush`].
+    fn delete(
+        &self,
+        kind: EntityKind,
+        id: &str,
+        expect: Expect,
+        actor: &Actor,
+    ) -> Result<Option<Record>, StoreError>;
+
+    /// Customers, products or campaigns with their revisions, in id order
+    /// after `after`; up to `limit`.
+    fn page(
+        &self,
+        kind: EntityKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Record)>, StoreError>;
+
+    /// Transaction lines or interactions of the customers from `customer`
+    /// on, in customer id order and then in time order, skipping `skip`;
+    /// up to `limit`.
+    fn lines_page(
+        &self,
+        kind: EntityKind,
+        customer: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Adds an entry to the audit log (for changes other than records:
+    /// definitions, plugins, tokens, imports); its sequence number.
+    fn audit(&self, entry: AuditEntry) -> Result<u64, StoreError>;
+
+    /// Entries of the audit log, newest first.
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Bytes the records take on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;

@@ -27,8 +27,11 @@ use model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{decode, encode, read_count, sled_error};
-use crate::{StoreError, UpsertCounts, keys};
+use crate::audit::{Actor, AuditEntry, AuditLog};
+use crate::records::{
+    apply_audited, check_expected, decode, encode, read_count, sled_error, to_json,
+};
+use crate::{Expect, StoreError, UpsertCounts, keys};
 
 /// Most lines in one block (tiny in unit tests, so that they split often).
 const LINES_PER_BLOCK: usize = if cfg!(test) { 8 } else { 256 };
@@ -44,7 +47,8 @@ pub(crate) trait BlockItem: Serialize + DeserializeOwned {
 }
 
 /// A record stored as a line of a customer: a transaction or an interaction.
-pub(crate) trait Line: Sized {
+pub(crate) trait Line: Sized + Serialize {
+    const KIND: model::EntityKind;
     type Stored: StoredLine;
     fn customer(&self) -> &CustomerId;
     fn to_stored(&self) -> Self::Stored;
@@ -247,6 +251,7 @@ fn corrupt(what: &str, e: model::InvalidValue) -> StoreError {
 }
 
 impl Line for Transaction {
+    const KIND: model::EntityKind = model::EntityKind::Transaction;
     type Stored = StoredTxn;
 
     fn customer(&self) -> &CustomerId {
@@ -305,6 +310,7 @@ impl StoredLine for StoredInteraction {
 }
 
 impl Line for Interaction {
+    const KIND: model::EntityKind = model::EntityKind::Interaction;
     type Stored = StoredInteraction;
 
     fn customer(&self) -> &CustomerId {
@@ -681,6 +687,146 @@ impl<L: Line> LineTree<L> {
             .write
             .lock()
             .expect("a writer panicked while holding the lock");
+        let (counts, batch) = self.prepare(lines)?;
+        if let Some(batch) = batch {
+            self.tree.apply_batch(batch).map_err(sled_error)?;
+        }
+        Ok(counts)
+    }
+
+    /// Writes one line, with its audit entry in the same transaction;
+    /// `Expect::New` refuses an id that exists. True if the line is new.
+    pub(crate) fn put_one(
+        &self,
+        line: L,
+        expect: Expect,
+        audit: &AuditLog,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        let _write = self
+            .write
+            .lock()
+            .expect("a writer panicked while holding the lock");
+        let id = line.to_stored().sort_key().1.to_owned();
+        let before = self.get(&id)?;
+        check_expected(&id, expect, before.as_ref().map(|_| 1))?;
+        let after = to_json(&line);
+        let (_, batch) = self.prepare(vec![line])?;
+        let Some(batch) = batch else {
+            return Ok(false);
+        };
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.0.clone(),
+            action: if before.is_some() { "update" } else { "create" }.into(),
+            kind: L::KIND.singular().into(),
+            id,
+            revision: None,
+            before: before.as_ref().map(to_json),
+            after: Some(after),
+        };
+        let created = before.is_none();
+        apply_audited(&self.tree, batch, audit, entry)?;
+        Ok(created)
+    }
+
+    /// Removes one line, with its audit entry; the line removed.
+    pub(crate) fn delete(
+        &self,
+        id: &str,
+        audit: &AuditLog,
+        actor: &Actor,
+    ) -> Result<Option<L>, StoreError> {
+        let _write = self
+            .write
+            .lock()
+            .expect("a writer panicked while holding the lock");
+        let Some(loc) = self.locate(id)? else {
+            return Ok(None);
+        };
+        let Some(old) = self.get(id)? else {
+            return Ok(None);
+        };
+        let tree = &self.tree;
+        let mut index: BlockSet<IndexEntry> = BlockSet::new(tree);
+        let index_space = [keys::INDEX];
+        let index_key = keys::index(id);
+        let slot = index.slot(&index_space, &index_key)?;
+        if let Ok(p) = slot.position(0, id) {
+            slot.items.remove(p);
+            slot.dirty = true;
+        }
+        let mut history: History<L::Stored> = History::read(tree, &loc.customer)?;
+        history.remove(tree, loc.ts, id)?;
+        let mut batch = sled::Batch::default();
+        history.write(&mut batch);
+        crate::changes::record(tree, &mut batch, [loc.customer.as_str()])?;
+        index.write(&mut batch);
+        let total = read_count(tree)?.saturating_sub(1);
+        batch.insert(keys::COUNT, &total.to_be_bytes());
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.0.clone(),
+            action: "delete".into(),
+            kind: L::KIND.singular().into(),
+            id: id.to_owned(),
+            revision: None,
+            before: Some(to_json(&old)),
+            after: None,
+        };
+        apply_audited(tree, batch, audit, entry)?;
+        Ok(Some(old))
+    }
+
+    /// Whether the customer has any line.
+    pub(crate) fn has_lines(&self, customer: &str) -> Result<bool, StoreError> {
+        let history: History<L::Stored> = History::read(&self.tree, customer)?;
+        Ok(!history.head.lines.is_empty() || !history.head.blocks.is_empty())
+    }
+
+    /// Every line of the customers from `customer` on (in customer id
+    /// order, then time), skipping the first `skip`; up to `limit`.
+    pub(crate) fn page(
+        &self,
+        customer: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<L>, StoreError> {
+        let start = customer.map_or_else(|| vec![keys::HEAD], keys::head);
+        let end = vec![keys::HEAD + 1];
+        let mut out = Vec::new();
+        let mut skip = skip;
+        for entry in self.tree.range(start..end) {
+            let (key, value) = entry.map_err(sled_error)?;
+            let customer = keys::head_customer(&key)
+                .ok_or_else(|| StoreError::Corrupt("malformed history key".into()))?
+                .to_owned();
+            let head: Head<L::Stored> = decode(&value)?;
+            let history = History {
+                customer: customer.clone(),
+                head,
+                head_dirty: false,
+                blocks: HashMap::new(),
+            };
+            for stored in history.into_lines(&self.tree)? {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                out.push(L::from_stored(&customer, stored)?);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The batch that writes `lines`, with what it adds and changes
+    /// (`None` when nothing changes); the caller holds the write lock.
+    fn prepare(&self, lines: Vec<L>) -> Result<(UpsertCounts, Option<sled::Batch>), StoreError> {
         let stored: Vec<(String, L::Stored)> = lines
             .iter()
             .map(|l| (l.customer().as_str().to_owned(), l.to_stored()))
@@ -741,7 +887,7 @@ impl<L: Line> LineTree<L> {
         }
 
         if counts.added == 0 && counts.updated == 0 {
-            return Ok(counts);
+            return Ok((counts, None));
         }
         let mut batch = sled::Batch::default();
         let customers: Vec<String> = histories.keys().cloned().collect();
@@ -752,8 +898,7 @@ impl<L: Line> LineTree<L> {
         index.write(&mut batch);
         let total = read_count(tree)? + counts.added;
         batch.insert(keys::COUNT, &total.to_be_bytes());
-        tree.apply_batch(batch).map_err(sled_error)?;
-        Ok(counts)
+        Ok((counts, Some(batch)))
     }
 }
 

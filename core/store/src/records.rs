@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::audit::{Actor, AuditEntry, AuditLog};
 use crate::{StoreError, UpsertCounts, keys};
 
 pub(crate) fn sled_error(e: sled::Error) -> StoreError {
@@ -38,22 +39,26 @@ pub(crate) fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
 
 /// A record with an id of its own.
 pub(crate) trait Keyed: Serialize + DeserializeOwned + PartialEq {
+    const KIND: model::EntityKind;
     fn id(&self) -> &str;
 }
 
 impl Keyed for model::Customer {
+    const KIND: model::EntityKind = model::EntityKind::Customer;
     fn id(&self) -> &str {
         self.customer_id.as_str()
     }
 }
 
 impl Keyed for model::Product {
+    const KIND: model::EntityKind = model::EntityKind::Product;
     fn id(&self) -> &str {
         self.sku.as_str()
     }
 }
 
 impl Keyed for model::Campaign {
+    const KIND: model::EntityKind = model::EntityKind::Campaign;
     fn id(&self) -> &str {
         self.campaign_id.as_str()
     }
@@ -89,12 +94,14 @@ impl<T: Keyed> RecordTree<T> {
         }
     }
 
-    /// Writes one record if its current revision is as expected; its new
-    /// revision.
+    /// Writes one record if its current revision is as expected, with its
+    /// audit entry in the same transaction; its new revision.
     pub(crate) fn upsert_expecting(
         &self,
         record: &T,
         expect: crate::Expect,
+        audit: &AuditLog,
+        actor: &Actor,
     ) -> Result<u64, StoreError> {
         let _write = self
             .write
@@ -102,22 +109,7 @@ impl<T: Keyed> RecordTree<T> {
             .expect("a writer panicked while holding the lock");
         let current = self.get_revised(record.id())?;
         let id = record.id();
-        match (expect, &current) {
-            (crate::Expect::New, Some((rev, _))) => {
-                return Err(StoreError::Conflict(format!(
-                    "{id} exists already (revision {rev})"
-                )));
-            }
-            (crate::Expect::Revision(want), Some((rev, _))) if want != *rev => {
-                return Err(StoreError::Conflict(format!(
-                    "{id} is at revision {rev}, not {want}: it was changed meanwhile"
-                )));
-            }
-            (crate::Expect::Revision(_), None) => {
-                return Err(StoreError::Conflict(format!("{id} does not exist")));
-            }
-            _ => {}
-        }
+        check_expected(id, expect, current.as_ref().map(|(rev, _)| *rev))?;
         let rev = match &current {
             Some((rev, old)) if old == record => return Ok(*rev),
             Some((rev, _)) => rev + 1,
@@ -130,8 +122,82 @@ impl<T: Keyed> RecordTree<T> {
             batch.insert(keys::COUNT, &total.to_be_bytes());
         }
         crate::changes::record(&self.tree, &mut batch, [id])?;
-        self.tree.apply_batch(batch).map_err(sled_error)?;
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.0.clone(),
+            action: if current.is_some() {
+                "update"
+            } else {
+                "create"
+            }
+            .into(),
+            kind: T::KIND.singular().into(),
+            id: id.to_owned(),
+            revision: Some(rev),
+            before: current.map(|(_, old)| to_json(&old)),
+            after: Some(to_json(record)),
+        };
+        apply_audited(&self.tree, batch, audit, entry)?;
         Ok(rev)
+    }
+
+    /// Removes one record if its current revision is as expected, with its
+    /// audit entry; the record removed (`None` when there was none).
+    pub(crate) fn delete(
+        &self,
+        id: &str,
+        expect: crate::Expect,
+        audit: &AuditLog,
+        actor: &Actor,
+    ) -> Result<Option<T>, StoreError> {
+        let _write = self
+            .write
+            .lock()
+            .expect("a writer panicked while holding the lock");
+        let Some((rev, old)) = self.get_revised(id)? else {
+            return Ok(None);
+        };
+        check_expected(id, expect, Some(rev))?;
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::record(id));
+        let total = read_count(&self.tree)?.saturating_sub(1);
+        batch.insert(keys::COUNT, &total.to_be_bytes());
+        crate::changes::record(&self.tree, &mut batch, [id])?;
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.0.clone(),
+            action: "delete".into(),
+            kind: T::KIND.singular().into(),
+            id: id.to_owned(),
+            revision: Some(rev),
+            before: Some(to_json(&old)),
+            after: None,
+        };
+        apply_audited(&self.tree, batch, audit, entry)?;
+        Ok(Some(old))
+    }
+
+    /// Up to `limit` records with their revisions, in id order, after `after`.
+    pub(crate) fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
+        let start = match after {
+            Some(id) => std::ops::Bound::Excluded(keys::record(id)),
+            None => std::ops::Bound::Included(vec![keys::RECORD]),
+        };
+        let end = std::ops::Bound::Excluded(vec![keys::RECORD + 1]);
+        self.tree
+            .range::<Vec<u8>, _>((start, end))
+            .take(limit)
+            .map(|entry| {
+                let (_, bytes) = entry.map_err(sled_error)?;
+                decode::<(u64, T)>(&bytes)
+            })
+            .collect()
     }
 
     pub(crate) fn contains(&self, id: &str) -> Result<bool, StoreError> {
@@ -200,4 +266,52 @@ impl<T: Keyed> RecordTree<T> {
         self.tree.apply_batch(batch).map_err(sled_error)?;
         Ok(counts)
     }
+}
+
+/// Fails unless the current revision (`None`: no record) is as expected.
+pub(crate) fn check_expected(
+    id: &str,
+    expect: crate::Expect,
+    current: Option<u64>,
+) -> Result<(), StoreError> {
+    match (expect, current) {
+        (crate::Expect::New, Some(rev)) => Err(StoreError::Conflict(format!(
+            "{id} exists already (revision {rev})"
+        ))),
+        (crate::Expect::Revision(want), Some(rev)) if want != rev => Err(StoreError::Conflict(
+            format!("{id} is at revision {rev}, not {want}: it was changed meanwhile"),
+        )),
+        (crate::Expect::Revision(_), None) => {
+            Err(StoreError::Conflict(format!("{id} does not exist")))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Applies `batch` to `tree` and writes the audit entry, in one transaction.
+pub(crate) fn apply_audited(
+    tree: &sled::Tree,
+    batch: sled::Batch,
+    audit: &AuditLog,
+    entry: AuditEntry,
+) -> Result<u64, StoreError> {
+    use sled::Transactional;
+    let pending = audit.prepare(entry)?;
+    (tree, audit.tree())
+        .transaction(|(t, a)| {
+            t.apply_batch(&batch)?;
+            a.insert(pending.key.as_slice(), pending.value.as_slice())?;
+            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            sled::transaction::TransactionError::Storage(e) => sled_error(e),
+            sled::transaction::TransactionError::Abort(()) => {
+                StoreError::Io("the write was aborted".into())
+            }
+        })?;
+    Ok(pending.seq)
 }

@@ -384,3 +384,172 @@ fn definitions_keep_their_history_and_refuse_stale_saves() {
             .unwrap()
     );
 }
+
+#[test]
+fn single_writes_and_deletes_are_audited_and_keep_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let alice = crate::Actor::new("token alice (agent)");
+    // Create, update, and a stale revision refused.
+    let created = store
+        .upsert_expecting(Record::Customer(customer("Z9")), crate::Expect::New, &alice)
+        .unwrap();
+    assert_eq!(created, 1);
+    let mut changed = customer("Z9");
+    changed.name = "Zoë Quist".into();
+    let rev = store
+        .upsert_expecting(
+            Record::Customer(changed.clone()),
+            crate::Expect::Revision(1),
+            &alice,
+        )
+        .unwrap();
+    assert_eq!(rev, 2);
+    assert!(matches!(
+        store.upsert_expecting(
+            Record::Customer(changed),
+            crate::Expect::Revision(1),
+            &alice
+        ),
+        Err(StoreError::Conflict(_))
+    ));
+    // A line: created once, refused a second time as new, then deleted.
+    let line = Record::Transaction(txn("T900", "Z9", 1_700_000_000, 2));
+    assert!(
+        store
+            .put_line(line.clone(), crate::Expect::New, &alice)
+            .unwrap()
+    );
+    assert!(matches!(
+        store.put_line(line, crate::Expect::New, &alice),
+        Err(StoreError::Conflict(_))
+    ));
+    let missing = Record::Transaction(txn("T901", "NOBODY", 1_700_000_000, 1));
+    assert!(matches!(
+        store.put_line(missing, crate::Expect::New, &alice),
+        Err(StoreError::MissingReference { .. })
+    ));
+    // The customer has a line: not deleted.
+    assert!(matches!(
+        store.delete(EntityKind::Customer, "Z9", crate::Expect::Any, &alice),
+        Err(StoreError::Conflict(_))
+    ));
+    let before = store.count(EntityKind::Transaction).unwrap();
+    assert!(
+        store
+            .delete(EntityKind::Transaction, "T900", crate::Expect::Any, &alice)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.count(EntityKind::Transaction).unwrap(), before - 1);
+    assert!(
+        store
+            .get(EntityKind::Transaction, "T900")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .transactions_of(&CustomerId::parse("Z9").unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    // Now it can go; a stale revision is refused first.
+    assert!(matches!(
+        store.delete(
+            EntityKind::Customer,
+            "Z9",
+            crate::Expect::Revision(1),
+            &alice
+        ),
+        Err(StoreError::Conflict(_))
+    ));
+    let gone = store
+        .delete(
+            EntityKind::Customer,
+            "Z9",
+            crate::Expect::Revision(2),
+            &alice,
+        )
+        .unwrap();
+    assert!(matches!(gone, Some(Record::Customer(c)) if c.name == "Zoë Quist"));
+    assert!(store.get(EntityKind::Customer, "Z9").unwrap().is_none());
+    // The log, newest first: who, what, before and after.
+    let log = store
+        .audit_log(&crate::AuditQuery {
+            id: Some("Z9".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["delete", "update", "create"]);
+    assert!(log.iter().all(|e| e.actor == "token alice (agent)"));
+    assert_eq!(log[1].before.as_ref().unwrap()["name"], "Customer Z9");
+    assert_eq!(log[1].after.as_ref().unwrap()["name"], "Zoë Quist");
+    assert!(log[0].after.is_none());
+    assert!(log[0].seq > log[1].seq && log[1].seq > log[2].seq);
+    let older = store
+        .audit_log(&crate::AuditQuery {
+            before: Some(log[1].seq),
+            id: Some("Z9".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].action, "create");
+}
+
+#[test]
+fn records_and_lines_are_paged_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let ids: Vec<String> = (0..7).map(|i| format!("P{i:02}")).collect();
+    store
+        .upsert(ids.iter().map(|i| Record::Customer(customer(i))).collect())
+        .unwrap();
+    let all: Vec<String> = store
+        .scan(EntityKind::Customer)
+        .map(|r| match r.unwrap() {
+            Record::Customer(c) => c.customer_id.as_str().to_owned(),
+            _ => unreachable!(),
+        })
+        .collect();
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .page(EntityKind::Customer, after.as_deref(), 3)
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for (_, r) in &page {
+            if let Record::Customer(c) = r {
+                paged.push(c.customer_id.as_str().to_owned());
+            }
+        }
+        after = paged.last().cloned();
+    }
+    assert_eq!(paged, all);
+    // Lines of P01 and P03, then paged two by two with skips.
+    let lines: Vec<Record> = (0..5)
+        .map(|i| {
+            let c = if i < 3 { "P01" } else { "P03" };
+            Record::Transaction(txn(&format!("L{i}"), c, 1_700_000_000 + i, 1))
+        })
+        .collect();
+    store.upsert(lines).unwrap();
+    let first = store
+        .lines_page(EntityKind::Transaction, Some("P01"), 0, 10)
+        .unwrap();
+    let page = store
+        .lines_page(EntityKind::Transaction, Some("P01"), 2, 2)
+        .unwrap();
+    assert_eq!(page, first[2..4].to_vec());
+    let from_p02 = store
+        .lines_page(EntityKind::Transaction, Some("P02"), 0, 10)
+        .unwrap();
+    assert_eq!(from_p02, first[3..].to_vec());
+}

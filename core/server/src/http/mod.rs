@@ -1,0 +1,533 @@
+//! The HTTP API (`crm serve`): axum on tokio.
+//!
+//! Every request gets an id (`x-request-id`, kept when the client sends
+//! one) that appears in its log line; errors are RFC 9457 problem details
+//! (`application/problem+json`) naming what is wrong; `/healthz` says the
+//! process is up, `/readyz` that the store and the analysis snapshot are
+//! open, `/metrics` gives Prometheus text. Routes under `/api/v1` need a
+//! bearer token (`crm token create`), whose role decides what it may do.
+//! SIGINT and SIGTERM stop taking connections, finish the requests in
+//! flight, and flush the store.
+
+mod problem;
+mod records;
+pub mod search;
+mod state;
+mod work;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
+use aide::openapi::OpenApi;
+use aide::transform::TransformOperation;
+use analysis::Snapshot;
+use anyhow::{Context as _, Result};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use model::{Campaign, Customer, EntityKind, Interaction, Product, Transaction};
+use store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use problem::Problem;
+pub use state::AppState;
+
+use crate::tokens::Role;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Request counts and latencies, by route and status class.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<std::collections::BTreeMap<(String, u16), (u64, f64)>>,
+    in_flight: AtomicU64,
+}
+
+impl Metrics {
+    fn record(&self, route: &str, status: u16, seconds: f64) {
+        let mut m = self.requests.lock().expect("metrics lock");
+        let e = m.entry((route.to_owned(), status)).or_default();
+        e.0 += 1;
+        e.1 += seconds;
+    }
+}
+
+/// Who sent the request (the bearer token's name and role), set by the
+/// authentication layer.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Failed authentications allowed per client in a minute before 429.
+const FAILURES_PER_MINUTE: u32 = 20;
+
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer {
+        let failures = state.failures.lock().expect("failures lock");
+        if let Some(&(n, since)) = failures.get(&ip)
+            && n >= FAILURES_PER_MINUTE
+            && since.elapsed() < Duration::from_secs(60)
+        {
+            return Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+                "too many requests with a wrong token from this address; wait a minute",
+            )
+            .into_response();
+        }
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let role = match token {
+        None => Err("give a token as `Authorization: Bearer TOKEN` (crm token create makes one)"),
+        Some(t) => state
+            .tokens
+            .who(t)
+            .ok()
+            .flatten()
+            .ok_or("the token is not known (or was revoked)"),
+    };
+    match role {
+        Ok((name, role)) => {
+            request.extensions_mut().insert(Caller { name, role });
+            next.run(request).await
+        }
+        Err(why) => {
+            if let Some(ip) = peer {
+                let mut failures = state.failures.lock().expect("failures lock");
+                let e = failures.entry(ip).or_insert((0, Instant::now()));
+                if e.1.elapsed() >= Duration::from_secs(60) {
+                    *e = (0, Instant::now());
+                }
+                e.0 += 1;
+            }
+            let mut response =
+                Problem::new(StatusCode::UNAUTHORIZED, "Not signed in", why).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// Fails unless the caller's role is one of `allowed`.
+pub fn require(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), Problem> {
+    if allowed.contains(&caller.role) || caller.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("a token of role {} may not {what}", caller.role.as_str()),
+        ))
+    }
+}
+
+/// Logs each request with its id, and counts it.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    state.metrics.record(&route, status, seconds);
+    tracing::info!(request_id = %id, %method, route = %route, status, ms = seconds * 1000.0, "request");
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.count(EntityKind::Customer) {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", e.to_string())
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP crm_http_requests_total HTTP requests by route and status."
+    );
+    let _ = writeln!(out, "# TYPE crm_http_requests_total counter");
+    let requests = state.metrics.requests.lock().expect("metrics lock").clone();
+    for ((route, status), (n, _)) in &requests {
+        let _ = writeln!(
+            out,
+            "crm_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP crm_http_request_seconds_sum Time spent answering, by route and status."
+    );
+    let _ = writeln!(out, "# TYPE crm_http_request_seconds_sum counter");
+    for ((route, status), (_, s)) in &requests {
+        let _ = writeln!(
+            out,
+            "crm_http_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {s}"
+        );
+    }
+    let _ = writeln!(out, "# TYPE crm_http_requests_in_flight gauge");
+    let _ = writeln!(
+        out,
+        "crm_http_requests_in_flight {}",
+        state.metrics.in_flight.load(Ordering::Relaxed)
+    );
+    if let Ok(bytes) = state.store.size_on_disk() {
+        let _ = writeln!(out, "# TYPE crm_store_bytes gauge");
+        let _ = writeln!(out, "crm_store_bytes {bytes}");
+    }
+    for kind in EntityKind::ALL {
+        if let Ok(n) = state.store.count(kind) {
+            let _ = writeln!(out, "crm_records{{kind=\"{}\"}} {n}", kind.plural());
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "no such route; the API is under /api/v1",
+    )
+}
+
+/// A text safe as one URL path segment.
+pub fn percent_encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn tag_op<'a>(op: TransformOperation<'a>, tag: &'static str) -> TransformOperation<'a> {
+    op.tag(tag)
+}
+
+fn doc(
+    summary: &'static str,
+    description: &'static str,
+) -> impl FnOnce(TransformOperation) -> TransformOperation {
+    move |op| {
+        op.summary(summary)
+            .description(description)
+            .security_requirement("bearer")
+    }
+}
+
+/// The five kinds of record: create, read, replace, delete and list.
+fn record_routes<T: records::Entity>(
+    api: ApiRouter<Arc<AppState>>,
+    list: aide::axum::routing::ApiMethodRouter<Arc<AppState>>,
+    tag: &'static str,
+) -> ApiRouter<Arc<AppState>> {
+    let plural = T::KIND.plural();
+    api.api_route(
+        &format!("/{plural}"),
+        list.post_with(records::create::<T>, move |op| {
+            tag_op(op, tag)
+                .summary("Create")
+                .description("Creates a record; 409 when its id is taken.")
+                .security_requirement("bearer")
+        }),
+    )
+    .api_route(
+        &format!("/{plural}/{{id}}"),
+        get_with(records::get_one::<T>, move |op| {
+            tag_op(op, tag)
+                .summary("Read")
+                .description("The record, with its revision as ETag (customers, products, campaigns).")
+                .security_requirement("bearer")
+        })
+        .put_with(records::replace::<T>, move |op| {
+            tag_op(op, tag)
+                .summary("Replace")
+                .description("Replaces the record. Customers, products and campaigns need If-Match with the ETag read: 428 without it, 412 when the record changed meanwhile.")
+                .security_requirement("bearer")
+        })
+        .delete_with(records::delete::<T>, move |op| {
+            tag_op(op, tag)
+                .summary("Delete")
+                .description("Deletes the record (If-Match checked when given). A customer with lines, or a product or campaign that lines name, is refused with 409.")
+                .security_requirement("bearer")
+        }),
+    )
+}
+
+/// The whole application.
+pub fn router(state: Arc<AppState>) -> Router {
+    aide::generate::on_error(|e| tracing::warn!(%e, "OpenAPI generation"));
+    aide::generate::extract_schemas(true);
+    let mut api = ApiRouter::new();
+    api = record_routes::<Customer>(
+        api,
+        get_with(
+            records::list_customers,
+            doc(
+                "List and search",
+                "Customers filtered, searched (id prefix or name, case and accents ignored) and sorted, a page at a time.",
+            ),
+        ),
+        "customers",
+    );
+    api = record_routes::<Product>(
+        api,
+        get_with(
+            records::list_products,
+            doc("List", "Products filtered and sorted, a page at a time."),
+        ),
+        "products",
+    );
+    api = record_routes::<Campaign>(
+        api,
+        get_with(
+            records::list_campaigns,
+            doc("List", "Campaigns in id order, a page at a time."),
+        ),
+        "campaigns",
+    );
+    api = record_routes::<Transaction>(
+        api,
+        get_with(
+            records::list_lines::<Transaction>,
+            doc(
+                "List",
+                "Transaction lines of one customer (customer_id) or of all, in customer and time order.",
+            ),
+        ),
+        "transactions",
+    );
+    api = record_routes::<Interaction>(
+        api,
+        get_with(
+            records::list_lines::<Interaction>,
+            doc(
+                "List",
+                "Interactions of one customer (customer_id) or of all, in customer and time order.",
+            ),
+        ),
+        "interactions",
+    );
+    let api = api
+        .api_route(
+            "/customers/{id}/view",
+            get_with(work::customer_view, doc("Customer 360", "The customer with its metrics, the plugins' scores with their reasons, and a timeline of purchases and interactions, newest first.")),
+        )
+        .api_route(
+            "/analyses",
+            get_with(work::list_analyses, doc("List analyses", "The analyses and what each computes.")),
+        )
+        .api_route(
+            "/analyses/{name}",
+            get_with(work::run_analysis, doc("Run an analysis", "Runs one analysis as of a day, on every customer or a segment's members; the same rows as `crm analyze --format json`.")),
+        )
+        .api_route(
+            "/segments",
+            get_with(work::list_segments, doc("List segments", "The saved segments with their scripts.")),
+        )
+        .api_route(
+            "/segments/fields",
+            get_with(work::segment_fields, doc("Fields for scripts", "Every field a segment script can read as c.NAME: core fields, metrics, plugin fields and scores.")),
+        )
+        .api_route(
+            "/segments/test",
+            aide::axum::routing::post_with(work::test_segment, doc("Test a script", "Evaluates a script without saving it: the member count and a sample with the values read; errors at their line and column.")),
+        )
+        .api_route(
+            "/segments/{name}",
+            get_with(work::get_segment, doc("Read a segment", "The segment with its revision as ETag."))
+                .put_with(work::put_segment, doc("Save a segment", "Checks and saves a segment: new without If-Match, a new revision with it."))
+                .delete_with(work::delete_segment, doc("Delete a segment", "Deletes the segment; its history stays.")),
+        )
+        .api_route(
+            "/segments/{name}/members",
+            get_with(work::segment_members, doc("Members", "The segment's members in customer id order, a page at a time.")),
+        )
+        .api_route(
+            "/segments/{name}/explain",
+            get_with(work::explain_segment, doc("Explain", "Whether a customer is a member: each part of the expression and the values it read.")),
+        )
+        .api_route(
+            "/audit",
+            get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
+        );
+    let api = api.route_layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        authenticate,
+    ));
+    let mut openapi = OpenApi {
+        info: aide::openapi::Info {
+            title: "CRM API".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: Some("Customers, products, campaigns, transactions and interactions; analyses, segments and plugins. Every route under /api/v1 needs a bearer token (crm token create).".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let app = ApiRouter::new()
+        .nest("/api/v1", api)
+        .finish_api_with(&mut openapi, |t| {
+            t.security_scheme(
+                "bearer",
+                aide::openapi::SecurityScheme::Http {
+                    scheme: "bearer".into(),
+                    bearer_format: Some("crm_ token".into()),
+                    description: Some(
+                        "A token made with `crm token create --role ROLE --name NAME`.".into(),
+                    ),
+                    extensions: Default::default(),
+                },
+            )
+        });
+    let openapi = Arc::new(
+        serde_json::to_value(&openapi)
+            .map(|mut v| {
+                v["servers"] = serde_json::json!([{"url": "/"}]);
+                v
+            })
+            .unwrap_or_default(),
+    );
+    let reference = aide::scalar::Scalar::new("/api/openapi.json")
+        .with_title("CRM API reference")
+        .html();
+    app.route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { Json((*openapi).clone()) }
+            }),
+        )
+        .route(
+            "/api/docs",
+            axum::routing::get(move || {
+                let html = reference.clone();
+                async move { axum::response::Html(html) }
+            }),
+        )
+        .route("/api/schemas/{name}", axum::routing::get(schema_file))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The JSON Schemas of the record files and plugin manifests (schemas/).
+async fn schema_file(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match crate::schemas::file(&name) {
+        Some(text) => ([(header::CONTENT_TYPE, "application/schema+json")], text).into_response(),
+        None => Problem::not_found(format!(
+            "no schema '{name}'; the schemas are {}",
+            crate::schemas::names().join(", ")
+        ))
+        .into_response(),
+    }
+}
+
+/// Serves the store at `db` on `addr` until SIGINT or SIGTERM.
+pub fn serve(
+    db: &Path,
+    store: Arc<dyn Store>,
+    snapshot: Snapshot,
+    plugins: plugin_host::Registry,
+    addr: SocketAddr,
+) -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    let state = AppState::new(Arc::clone(&store), snapshot, plugins)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(db = %db.display(), "serving on http://{local}");
+        eprintln!("serving {} on http://{local}", db.display());
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")
+    })?;
+    store.flush().context("flushing the store")?;
+    eprintln!("stopped; the store is flushed");
+    Ok(())
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("stopping: finishing the requests in flight");
+}

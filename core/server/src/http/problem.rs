@@ -1,0 +1,354 @@
+//! Errors as RFC 9457 problem details, JSON bodies checked with the field
+//! named, and the responses that carry a revision as ETag; each documented
+//! in the OpenAPI description.
+
+use aide::OperationInput;
+use aide::OperationOutput;
+use aide::generate::GenContext;
+use aide::openapi::{
+    MediaType, Operation, Response as DocResponse, SchemaObject, StatusCode as DocStatus,
+};
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// An RFC 9457 problem: the status, a title, and what exactly is wrong.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(skip)]
+    pub status: StatusCode,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A problem as the API sends it (`application/problem+json`).
+#[derive(Serialize, JsonSchema)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    /// Always "about:blank": the title says what kind of problem it is.
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What exactly is wrong, in words.
+    detail: String,
+    /// The field of the request at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            kind: "about:blank",
+            title,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    pub fn at(mut self, field: impl Into<String>) -> Problem {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "Not found", what)
+    }
+
+    pub fn bad_request(title: &'static str, detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, title, detail)
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Problem {
+        tracing::error!(%detail, "request failed");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            format!("the request could not be completed: {detail}"),
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::to_value(&self).unwrap_or(Value::Null);
+        body["status"] = json!(self.status.as_u16());
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<store::StoreError> for Problem {
+    fn from(e: store::StoreError) -> Problem {
+        match e {
+            store::StoreError::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "Conflict", detail)
+            }
+            store::StoreError::MissingReference { field, value, .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unknown reference",
+                format!("{field} '{value}' does not exist"),
+            )
+            .at(field),
+            store::StoreError::Invalid(detail) => {
+                Problem::new(StatusCode::BAD_REQUEST, "Invalid request", detail)
+            }
+            other => Problem::internal(other),
+        }
+    }
+}
+
+/// The statuses every operation may answer with a problem.
+const PROBLEMS: &[(u16, &str)] = &[
+    (
+        400,
+        "The request is malformed: the field and the reason are named.",
+    ),
+    (401, "No token, or a token that is not known."),
+    (403, "The token's role may not do this."),
+    (404, "No such record or route."),
+    (409, "The record exists already, or others depend on it."),
+    (412, "The record changed since it was read (If-Match)."),
+    (413, "The body is larger than the limit."),
+    (415, "The body is not application/json."),
+    (
+        422,
+        "The body is well formed but breaks a rule: the field is named.",
+    ),
+    (428, "If-Match is required to change this record."),
+    (429, "Too many failed sign-ins from this address."),
+    (503, "The store could not complete the request."),
+];
+
+fn problem_response(ctx: &mut GenContext, description: &str) -> DocResponse {
+    let schema = ctx.schema.subschema_for::<ProblemDoc>();
+    DocResponse {
+        description: description.to_owned(),
+        content: [(
+            "application/problem+json".to_owned(),
+            MediaType {
+                schema: Some(SchemaObject {
+                    json_schema: schema,
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+impl OperationOutput for Problem {
+    type Inner = ProblemDoc;
+
+    fn operation_response(ctx: &mut GenContext, _operation: &mut Operation) -> Option<DocResponse> {
+        Some(problem_response(ctx, "A problem (RFC 9457)."))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        PROBLEMS
+            .iter()
+            .map(|&(code, text)| (Some(DocStatus::Code(code)), problem_response(ctx, text)))
+            .collect()
+    }
+}
+
+/// A JSON request body as `T`: 415 for another content type, 400 naming
+/// the field (or the place) that is wrong, unknown fields included.
+pub(crate) struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Body too large",
+                        format!("the body is over the limit of {} bytes", super::MAX_BODY),
+                    )
+                } else {
+                    Problem::bad_request("Unreadable body", e.body_text())
+                }
+            })?;
+        json_body(&headers, &bytes).map(Body)
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Body<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <Json<T> as OperationInput>::operation_input(ctx, operation);
+    }
+}
+
+/// `body` as `T` when `headers` say it is JSON.
+pub(crate) fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "send the body as application/json",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let text = inner.to_string();
+        // serde names the field in "unknown field `x`" and "missing field `x`".
+        let named = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains(" field `"))
+            .map(str::to_owned);
+        let field = match (path.as_str(), named) {
+            (".", Some(f)) | ("", Some(f)) => Some(f),
+            (".", None) | ("", None) => None,
+            (p, Some(f)) if text.contains("missing field") => Some(format!("{p}.{f}")),
+            (p, _) => Some(p.to_owned()),
+        };
+        let mut p = Problem::bad_request("Invalid body", text);
+        p.field = field;
+        p
+    })
+}
+
+/// A JSON body with the record's revision as ETag.
+pub(crate) struct Tagged<T>(pub u64, pub T);
+
+impl<T: Serialize> IntoResponse for Tagged<T> {
+    fn into_response(self) -> Response {
+        with_etag(Json(self.1).into_response(), self.0)
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Tagged<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        <Json<T> as OperationOutput>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// 201 Created: the new record's place and revision.
+pub(crate) struct Created<T> {
+    pub location: String,
+    pub revision: Option<u64>,
+    pub body: T,
+}
+
+impl<T: Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::CREATED, Json(self.body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&self.location) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        match self.revision {
+            Some(rev) => with_etag(response, rev),
+            None => response,
+        }
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Created<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        <Json<T> as OperationOutput>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(DocStatus::Code(201)), r)])
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) fn with_etag(mut response: Response, revision: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// The revision an `If-Match` header names; `None` without the header.
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("");
+    text.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| {
+            Problem::bad_request(
+                "Invalid If-Match",
+                format!("If-Match {text:?} is not an ETag this API gave"),
+            )
+            .at("If-Match")
+        })
+}
+
+/// As [`if_match`], but the header must be there (428 otherwise).
+pub(crate) fn required_if_match(headers: &HeaderMap, what: &str) -> Result<u64, Problem> {
+    if_match(headers)?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "If-Match required",
+            format!(
+                "send the ETag of the {what} you read as If-Match, so that changes made meanwhile are not overwritten"
+            ),
+        )
+    })
+}

@@ -1,0 +1,353 @@
+//! What the handlers share: the store, the analysis snapshot with its
+//! search index and segment workspace, and the writes that keep them in
+//! step; acknowledged writes are durable, with one flush shared by the
+//! writes that wait together (group commit).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use model::{EntityKind, Record};
+use store::{Actor, Expect, Store};
+use tokio::sync::watch;
+
+use super::problem::Problem;
+use super::search::Search;
+use super::{Caller, Metrics};
+use crate::segments::Workspace;
+use crate::tokens::Tokens;
+
+/// The snapshot (in the segment workspace) and the search index over it;
+/// read by lists and analyses, written with each change.
+pub struct Data {
+    pub work: Workspace,
+    pub search: Search,
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub data: RwLock<Data>,
+    pub tokens: Tokens,
+    pub metrics: Metrics,
+    /// Failed authentications per client address, for rate limiting.
+    pub(super) failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    flusher: Arc<Flusher>,
+    /// Set while the snapshot is rebuilt after a delete.
+    rebuilding: Mutex<bool>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        snapshot: analysis::Snapshot,
+        registry: plugin_host::Registry,
+    ) -> anyhow::Result<Arc<AppState>> {
+        let search = Search::build(&snapshot.customers);
+        let work = Workspace::new(Arc::clone(&store), snapshot, registry)?;
+        let flusher = Flusher::start(Arc::clone(&store));
+        Ok(Arc::new(AppState {
+            tokens: Tokens::new(Arc::clone(&store)),
+            store,
+            data: RwLock::new(Data { work, search }),
+            metrics: Metrics::default(),
+            failures: Mutex::new(HashMap::new()),
+            flusher,
+            rebuilding: Mutex::new(false),
+        }))
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
+        self.data
+            .read()
+            .expect("a request panicked holding the data lock")
+    }
+
+    fn write_data(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
+        self.data
+            .write()
+            .expect("a request panicked holding the data lock")
+    }
+
+    /// Checks a customer against the plugins (fields and validate hooks).
+    pub fn checked_customer(&self, customer: model::Customer) -> Result<model::Customer, Problem> {
+        let data = self.read();
+        let registry = &data.work.registry;
+        let rules = crate::plugins::FieldRules::of(registry);
+        crate::plugins::validate_write(registry, &rules, customer).map_err(|e| {
+            let text = format!("{e:#}");
+            // "attributes.store_type: ..." names the field.
+            let field = text
+                .split_once(':')
+                .map(|(f, _)| f.trim().to_owned())
+                .filter(|f| !f.contains(' '));
+            let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Refused by a rule", text);
+            match field {
+                Some(f) => p.at(f),
+                None => p,
+            }
+        })
+    }
+
+    /// Writes one record and brings the snapshot along; returns once it is
+    /// durable. Its new revision (for customers, products and campaigns).
+    pub async fn write(
+        &self,
+        caller: &Caller,
+        record: Record,
+        expect: Expect,
+    ) -> Result<Option<u64>, Problem> {
+        let actor = caller.actor();
+        let revision = {
+            let mut data = self.write_data();
+            let revision = match &record {
+                Record::Transaction(_) | Record::Interaction(_) => {
+                    let old_customer = self
+                        .store
+                        .get(record.kind(), record.id())?
+                        .map(|r| line_customer(&r).to_owned());
+                    self.store.put_line(record.clone(), expect, &actor)?;
+                    let customer = line_customer(&record).to_owned();
+                    refresh_lines(&*self.store, &mut data, record.kind(), &customer)?;
+                    if let Some(old) = old_customer.filter(|o| *o != customer) {
+                        refresh_lines(&*self.store, &mut data, record.kind(), &old)?;
+                    }
+                    None
+                }
+                _ => Some(
+                    self.store
+                        .upsert_expecting(record.clone(), expect, &actor)
+                        .map_err(|e| stale(e, expect))?,
+                ),
+            };
+            let data = &mut *data;
+            match &record {
+                Record::Customer(c) => {
+                    let row = data.work.snapshot.upsert_customer(c);
+                    data.search.set(row as usize, &c.name);
+                }
+                Record::Product(p) => data.work.snapshot.upsert_product(p),
+                Record::Campaign(c) => data.work.snapshot.upsert_campaign(c),
+                _ => {}
+            }
+            revision
+        };
+        self.flusher.durable().await?;
+        Ok(revision)
+    }
+
+    /// Deletes one record; false if there was none. Products and campaigns
+    /// that lines name are refused; deleting a customer, product or campaign
+    /// rebuilds the snapshot in the background.
+    pub async fn delete(
+        self: &Arc<Self>,
+        caller: &Caller,
+        kind: EntityKind,
+        id: &str,
+        expect: Expect,
+    ) -> Result<bool, Problem> {
+        let actor = caller.actor();
+        let deleted = {
+            let mut data = self.write_data();
+            if let Some(why) = still_named(&data.work.snapshot, kind, id) {
+                return Err(Problem::new(StatusCode::CONFLICT, "In use", why));
+            }
+            let deleted = self
+                .store
+                .delete(kind, id, expect, &actor)
+                .map_err(|e| stale(e, expect))?;
+            if let Some(Record::Transaction(t)) = &deleted {
+                refresh_lines(&*self.store, &mut data, kind, t.customer_id.as_str())?;
+            }
+            if let Some(Record::Interaction(i)) = &deleted {
+                refresh_lines(&*self.store, &mut data, kind, i.customer_id.as_str())?;
+            }
+            deleted
+        };
+        self.flusher.durable().await?;
+        if deleted.is_some()
+            && matches!(
+                kind,
+                EntityKind::Customer | EntityKind::Product | EntityKind::Campaign
+            )
+        {
+            self.rebuild_soon();
+        }
+        Ok(deleted.is_some())
+    }
+
+    /// Rebuilds the snapshot from the store (after deletes, which it cannot
+    /// follow row by row), then applies what changed meanwhile.
+    fn rebuild_soon(self: &Arc<Self>) {
+        {
+            let mut busy = self.rebuilding.lock().expect("rebuild lock");
+            if *busy {
+                return;
+            }
+            *busy = true;
+        }
+        let state = Arc::clone(self);
+        std::thread::spawn(move || {
+            // Deletes that land while this runs are seen by the change log.
+            let result = crate::host::build(&*state.store).and_then(|mut fresh| {
+                let mut data = state.write_data();
+                match crate::host::catch_up(&*state.store, &mut fresh)? {
+                    Some(_) => {}
+                    None => fresh = crate::host::build(&*state.store)?,
+                }
+                data.search = Search::build(&fresh.customers);
+                data.work.snapshot = fresh;
+                Ok(())
+            });
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "rebuilding the snapshot after a delete");
+            }
+            *state.rebuilding.lock().expect("rebuild lock") = false;
+        });
+    }
+}
+
+fn stale(e: store::StoreError, expect: Expect) -> Problem {
+    match e {
+        store::StoreError::Conflict(detail) if matches!(expect, Expect::Revision(_)) => {
+            Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "Precondition failed",
+                detail,
+            )
+            .at("If-Match")
+        }
+        other => other.into(),
+    }
+}
+
+fn line_customer(record: &Record) -> &str {
+    match record {
+        Record::Transaction(t) => t.customer_id.as_str(),
+        Record::Interaction(i) => i.customer_id.as_str(),
+        other => other.id(),
+    }
+}
+
+/// Re-reads a customer's lines of `kind` into the snapshot.
+fn refresh_lines(
+    store: &dyn Store,
+    data: &mut Data,
+    kind: EntityKind,
+    customer: &str,
+) -> Result<(), Problem> {
+    let snapshot = &mut data.work.snapshot;
+    let Some(row) = snapshot.customers.find(customer) else {
+        return Ok(());
+    };
+    let id = model::CustomerId::parse(customer).map_err(|e| Problem::internal(e.to_string()))?;
+    match kind {
+        EntityKind::Transaction => snapshot.set_transactions(row, &store.transactions_of(&id)?),
+        EntityKind::Interaction => snapshot.set_interactions(row, &store.interactions_of(&id)?),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Why a product or campaign cannot go: lines name it.
+fn still_named(snapshot: &analysis::Snapshot, kind: EntityKind, id: &str) -> Option<String> {
+    let n = snapshot.customers.len() as u32;
+    match kind {
+        EntityKind::Product => {
+            let p = snapshot.products.find(id)?;
+            let in_txns = (0..n).any(|r| snapshot.txns.of(r).product.contains(&p));
+            let in_interactions = (0..n).any(|r| snapshot.interactions.of(r).product.contains(&p));
+            (in_txns || in_interactions).then(|| {
+                format!("product {id} is named by transactions or interactions; delete those first")
+            })
+        }
+        EntityKind::Campaign => {
+            let c = snapshot.campaign(id)?;
+            (0..n)
+                .any(|r| snapshot.interactions.of(r).campaign.contains(&c))
+                .then(|| format!("campaign {id} is named by interactions; delete those first"))
+        }
+        _ => None,
+    }
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::new(format!("token {} ({})", self.name, self.role.as_str()))
+    }
+}
+
+/// Group commit: writers wait for a flush that started after their write;
+/// one flush serves every writer waiting at the time.
+pub(crate) struct Flusher {
+    /// Writes that asked to be made durable so far.
+    asked: AtomicU64,
+    wake: (Mutex<()>, Condvar),
+    /// How many writes are durable, and the error of the last flush.
+    done: watch::Sender<(u64, Option<String>)>,
+}
+
+impl Flusher {
+    fn start(store: Arc<dyn Store>) -> Arc<Flusher> {
+        let (done, _) = watch::channel((0, None));
+        let flusher = Arc::new(Flusher {
+            asked: AtomicU64::new(0),
+            wake: (Mutex::new(()), Condvar::new()),
+            done,
+        });
+        let f = Arc::downgrade(&flusher);
+        std::thread::Builder::new()
+            .name("crm-flusher".into())
+            .spawn(move || {
+                let mut flushed = 0;
+                loop {
+                    let Some(f) = f.upgrade() else { return };
+                    let target = {
+                        let guard = f.wake.0.lock().expect("flusher lock");
+                        let (_guard, _) = f
+                            .wake
+                            .1
+                            .wait_timeout_while(
+                                guard,
+                                std::time::Duration::from_millis(200),
+                                |_| f.asked.load(Ordering::Acquire) == flushed,
+                            )
+                            .expect("flusher lock");
+                        f.asked.load(Ordering::Acquire)
+                    };
+                    if target == flushed {
+                        continue;
+                    }
+                    let error = store.flush().err().map(|e| e.to_string());
+                    if error.is_none() {
+                        flushed = target;
+                    }
+                    f.done.send_replace((target, error));
+                }
+            })
+            .expect("starting the flusher thread");
+        flusher
+    }
+
+    /// Returns once everything written before the call is on disk.
+    pub(crate) async fn durable(&self) -> Result<(), Problem> {
+        let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut rx = self.done.subscribe();
+        {
+            let _guard = self.wake.0.lock().expect("flusher lock");
+            self.wake.1.notify_one();
+        }
+        let seen = rx
+            .wait_for(|(n, _)| *n >= ticket)
+            .await
+            .map_err(|_| Problem::internal("the flusher stopped"))?;
+        match &seen.1 {
+            Some(e) => Err(Problem::internal(format!(
+                "the write may not be durable: {e}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The audit log: every change to the records and definitions, with who
+//! made it, when, and the values before and after.
+//!
+//! An entry is written in the same sled transaction as the change it
+//! describes, so a change is never on disk without its entry (nor an entry
+//! without its change). Keys: `a` sequence (7 bits per byte, so byte order
+//! is numeric order and no byte is 0xff) → the entry as JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::StoreError;
+use crate::records::sled_error;
+
+/// Who makes a change: "token alice (agent)", "cli", "import orders.csv".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn new(name: impl Into<String>) -> Actor {
+        Actor(name.into())
+    }
+}
+
+/// One change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditEntry {
+    /// Grows with every entry; the cursor for reading the log.
+    pub seq: u64,
+    /// When, in UTC milliseconds since 1970.
+    pub at_ms: i64,
+    /// Who: the token's name and role, or the command line.
+    pub actor: String,
+    /// create, update, delete, save, install, import, ...
+    pub action: String,
+    /// What kind of thing changed: customer, product, campaign, transaction,
+    /// interaction, segment, plugin, token, import.
+    pub kind: String,
+    /// Its id or name.
+    pub id: String,
+    /// Its revision after the change, for records and definitions that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// Which entries to read: newest first, before the cursor `before`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub before: Option<u64>,
+    pub kind: Option<String>,
+    pub id: Option<String>,
+    pub limit: usize,
+}
+
+pub(crate) fn key(seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(11);
+    key.push(b'a');
+    key.extend((0..10).rev().map(|i| ((seq >> (7 * i)) & 0x7f) as u8));
+    key
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) struct AuditLog {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+/// An entry ready to be written with its change.
+pub(crate) struct Pending {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+    pub(crate) seq: u64,
+}
+
+impl AuditLog {
+    pub(crate) fn new(db: sled::Db, tree: sled::Tree) -> AuditLog {
+        AuditLog { db, tree }
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Numbers an entry and encodes it, to be written with its change.
+    pub(crate) fn prepare(&self, mut entry: AuditEntry) -> Result<Pending, StoreError> {
+        // sled's ids grow across restarts; 0 is never given out here.
+        let seq = self.db.generate_id().map_err(sled_error)? + 1;
+        entry.seq = seq;
+        if entry.at_ms == 0 {
+            entry.at_ms = now_ms();
+        }
+        let value = serde_json::to_vec(&entry)
+            .map_err(|e| StoreError::Invalid(format!("audit entry: {e}")))?;
+        Ok(Pending {
+            key: key(seq),
+            value,
+            seq,
+        })
+    }
+
+    /// Writes an entry on its own (for changes outside the record trees).
+    pub(crate) fn append(&self, entry: AuditEntry) -> Result<u64, StoreError> {
+        let pending = self.prepare(entry)?;
+        self.tree
+            .insert(pending.key, pending.value)
+            .map_err(sled_error)?;
+        Ok(pending.seq)
+    }
+
+    pub(crate) fn read(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let upper = query.before.map_or_else(|| vec![b'b'], key);
+        let mut out = Vec::new();
+        // Keys hold no 0xff byte, so reverse iteration is safe (see keys.rs).
+        for entry in self.tree.range(vec![b'a']..upper).rev() {
+            let (_, bytes) = entry.map_err(sled_error)?;
+            let e: AuditEntry = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))?;
+            if query.kind.as_deref().is_some_and(|k| k != e.kind)
+                || query.id.as_deref().is_some_and(|i| i != e.id)
+            {
+                continue;
+            }
+            out.push(e);
+            if out.len() >= query.limit.max(1) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
