@@ -84,7 +84,7 @@ macro_rules! id_type {
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_ID_LEN,
-                    "pattern": "^[^\\s\\p{Cc}]+$",
+                    "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
                     "description": concat!("The ", $what, ": 1 to 64 characters without whitespace or control characters."),
                     "examples": [$example]
                 })

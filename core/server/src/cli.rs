@@ -108,6 +108,10 @@ enum Command {
         /// Address to listen on (port 0: any free port)
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
+        /// Requests with a wrong token allowed per client address and minute
+        /// before the address gets 429 for the rest of the minute
+        #[arg(long, default_value_t = crate::http::FAILURES_PER_MINUTE)]
+        failed_sign_ins: u32,
     },
     /// API tokens: create (printed once), list, revoke
     Token {
@@ -647,12 +651,25 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Plugin { command } => plugin_command(command),
         Command::Segment { command } => segment_command(command),
-        Command::Serve { db, addr } => {
+        Command::Serve {
+            db,
+            addr,
+            failed_sign_ins,
+        } => {
             let store = open_store(&db.db, false)?;
             let opened = open_snapshot(&*store, &db.db)?;
             eprintln!("{}", describe_readiness(&opened));
             let registry = crate::plugins::registry(&db.db)?;
-            crate::http::serve(&db.db, store, opened.snapshot, registry, addr)
+            crate::http::serve(
+                &db.db,
+                store,
+                opened.snapshot,
+                registry,
+                crate::http::Options {
+                    addr,
+                    failed_sign_ins,
+                },
+            )
         }
         Command::Token { command } => token_command(command),
         Command::Demo {

@@ -69,7 +69,15 @@ pub struct Caller {
 }
 
 /// Failed authentications allowed per client in a minute before 429.
-const FAILURES_PER_MINUTE: u32 = 20;
+pub const FAILURES_PER_MINUTE: u32 = 20;
+
+/// How `crm serve` serves.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub addr: SocketAddr,
+    /// Failed authentications allowed per client address and minute.
+    pub failed_sign_ins: u32,
+}
 
 async fn authenticate(
     State(state): State<Arc<AppState>>,
@@ -83,7 +91,7 @@ async fn authenticate(
     if let Some(ip) = peer {
         let failures = state.failures.lock().expect("failures lock");
         if let Some(&(n, since)) = failures.get(&ip)
-            && n >= FAILURES_PER_MINUTE
+            && n >= state.failed_sign_ins.load(Ordering::Relaxed)
             && since.elapsed() < Duration::from_secs(60)
         {
             return Problem::new(
@@ -480,8 +488,9 @@ pub fn serve(
     store: Arc<dyn Store>,
     snapshot: Snapshot,
     plugins: plugin_host::Registry,
-    addr: SocketAddr,
+    options: Options,
 ) -> Result<()> {
+    let addr = options.addr;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -490,6 +499,7 @@ pub fn serve(
         )
         .try_init();
     let state = AppState::new(Arc::clone(&store), snapshot, plugins)?;
+    state.set_failed_sign_ins(options.failed_sign_ins);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,7 +9,8 @@ use aide::openapi::{
     MediaType, Operation, Response as DocResponse, SchemaObject, StatusCode as DocStatus,
 };
 use axum::Json;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -351,4 +352,60 @@ pub(crate) fn required_if_match(headers: &HeaderMap, what: &str) -> Result<u64, 
             ),
         )
     })
+}
+
+/// The query string as `T`; 400 naming the parameter that is wrong.
+pub(crate) struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let text = e.into_inner().to_string();
+                // serde names the parameter in "unknown field `x`".
+                let named = text
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| text.contains(" field `"))
+                    .map(str::to_owned);
+                let p = Problem::bad_request("Invalid query", text);
+                match (field.as_str(), named) {
+                    (".", Some(f)) => p.at(f),
+                    (".", None) => p,
+                    (f, _) => p.at(f),
+                }
+            })
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Query<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <axum::extract::Query<T> as OperationInput>::operation_input(ctx, operation);
+    }
+}
+
+/// The path parameters as `T`; 400 when they cannot be read.
+pub(crate) struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| Problem::bad_request("Invalid path", e.body_text()))
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Path<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <axum::extract::Path<T> as OperationInput>::operation_input(ctx, operation);
+    }
 }

@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::NoContent;
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Record, Transaction};
@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::problem::{Body, Created, Problem, Tagged, if_match, required_if_match};
+use super::problem::{Body, Created, Path, Problem, Query, Tagged, if_match, required_if_match};
 use super::{AppState, Caller, require};
 use crate::tokens::Role;
 
@@ -298,14 +298,18 @@ pub(crate) struct CustomerQuery {
     pub channel: Option<String>,
     pub gender: Option<String>,
     /// Joined on or after this day (YYYY-MM-DD).
+    #[schemars(extend("format" = "date"))]
     pub joined_from: Option<String>,
     /// Joined on or before this day (YYYY-MM-DD).
+    #[schemars(extend("format" = "date"))]
     pub joined_to: Option<String>,
     /// customer_id, name or joined_at; a leading - sorts descending.
+    #[schemars(regex(pattern = r"^-?(customer_id|name|joined_at)$"))]
     pub sort: Option<String>,
     /// The `next` of the previous page.
     pub after: Option<String>,
     /// Items per page, 1 to 500 (50 by default).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
 }
 
@@ -318,8 +322,11 @@ pub(crate) struct ProductQuery {
     pub category: Option<String>,
     pub brand: Option<String>,
     /// sku, name or unit_price; a leading - sorts descending.
+    #[schemars(regex(pattern = r"^-?(sku|name|unit_price)$"))]
     pub sort: Option<String>,
     pub after: Option<String>,
+    /// Items per page, 1 to 500 (50 by default).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
 }
 
@@ -329,6 +336,8 @@ pub(crate) struct ProductQuery {
 pub(crate) struct CampaignQuery {
     pub channel: Option<String>,
     pub after: Option<String>,
+    /// Items per page, 1 to 500 (50 by default).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
 }
 
@@ -339,6 +348,8 @@ pub(crate) struct CampaignQuery {
 pub(crate) struct LineQuery {
     pub customer_id: Option<String>,
     pub after: Option<String>,
+    /// Items per page, 1 to 500 (50 by default).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
 }
 

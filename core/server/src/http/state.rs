@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Failed authentications per client address, for rate limiting.
     pub(super) failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Failed authentications allowed per client address and minute.
+    pub(super) failed_sign_ins: std::sync::atomic::AtomicU32,
     flusher: Arc<Flusher>,
     /// Set while the snapshot is rebuilt after a delete.
     rebuilding: Mutex<bool>,
@@ -54,9 +56,16 @@ impl AppState {
             data: RwLock::new(Data { work, search }),
             metrics: Metrics::default(),
             failures: Mutex::new(HashMap::new()),
+            failed_sign_ins: std::sync::atomic::AtomicU32::new(super::FAILURES_PER_MINUTE),
             flusher,
             rebuilding: Mutex::new(false),
         }))
+    }
+
+    /// Sets how many failed authentications a client address may make in a
+    /// minute before it gets 429.
+    pub fn set_failed_sign_ins(&self, n: u32) {
+        self.failed_sign_ins.store(n, Ordering::Relaxed);
     }
 
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::problem::{Body, Problem, Tagged, if_match};
+use super::problem::{Body, Path, Problem, Query, Tagged, if_match};
 use super::records::{IdPath, READERS, Revised};
 use super::{AppState, Caller, require};
 use crate::segments::SPACE;
@@ -69,6 +69,7 @@ impl TimelineItem {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ViewQuery {
     /// Timeline entries to give, newest first (100 by default, at most 1,000).
+    #[schemars(range(max = 1000))]
     pub timeline: Option<u32>,
 }
 
@@ -210,6 +211,7 @@ pub(crate) struct NamePath {
 pub(crate) struct AnalysisQuery {
     /// The day the analysis looks back from (YYYY-MM-DD); the latest day of
     /// the data by default.
+    #[schemars(extend("format" = "date"))]
     pub as_of: Option<String>,
     /// Only the members of this saved segment.
     pub segment: Option<String>,
@@ -548,6 +550,7 @@ pub(crate) struct MembersQuery {
     /// The `next` of the previous page.
     pub after: Option<String>,
     /// Items per page, 1 to 1,000 (100 by default).
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
 }
 
@@ -677,7 +680,7 @@ pub(crate) struct FieldInfo {
     pub doc: String,
     /// Where it comes from: core, metric, or the plugin.
     pub origin: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
 }
 
@@ -716,6 +719,7 @@ pub(crate) struct AuditParams {
     pub kind: Option<String>,
     pub id: Option<String>,
     /// 1 to 500 (50 by default).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
 }
 
