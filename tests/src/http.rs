@@ -490,6 +490,43 @@ impl Api {
         (status, body, etag)
     }
 
+    /// A request with a raw body of `kind`.
+    fn upload(
+        &self,
+        method: &str,
+        uri: &str,
+        role: Role,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.token(role)),
+            )
+            .header(header::CONTENT_TYPE, kind)
+            .body(Body::from(body))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((HERE, 40_000))));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = self.router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+                .await
+                .unwrap();
+            let body = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            (status, body)
+        })
+    }
+
     fn delete(&self, uri: &str, role: Role, if_match: Option<&str>) -> (StatusCode, Value) {
         let headers: Vec<(&str, &str)> = if_match.map(|m| ("if-match", m)).into_iter().collect();
         let ((status, _, body), _) = self.send_with(
@@ -997,4 +1034,276 @@ fn the_openapi_document_and_schemas_are_served() {
         (StatusCode::OK, "application/schema+json")
     );
     assert_eq!(schema["title"], "Customer");
+}
+
+/// A plugin's directory as the API takes it: a tar.gz.
+fn package(name: &str) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all(name, plugin_package(name)).unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn plugins_are_uploaded_enabled_disabled_upgraded_and_removed() {
+    let api = Api::new();
+    let (status, list) = api.get("/api/v1/plugins", Role::Viewer);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list[0]["id"], "tobacco-retail");
+    assert_eq!(list[0]["enabled"], true);
+    let (_, schema) = api.get("/api/v1/plugins/tobacco-retail/fields", Role::Viewer);
+    assert!(schema["properties"]["license_no"].is_object(), "{schema}");
+
+    let minimal = package("minimal");
+    let (status, _) = api.upload(
+        "POST",
+        "/api/v1/plugins",
+        Role::Agent,
+        "application/gzip",
+        minimal.clone(),
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.upload(
+        "POST",
+        "/api/v1/plugins",
+        Role::Integrator,
+        "text/plain",
+        minimal.clone(),
+    );
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, body) = api.upload(
+        "POST",
+        "/api/v1/plugins",
+        Role::Integrator,
+        "application/gzip",
+        b"not a package".to_vec(),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = api.upload(
+        "POST",
+        "/api/v1/plugins",
+        Role::Integrator,
+        "application/gzip",
+        minimal.clone(),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["id"].as_str(), body["enabled"].as_bool()),
+        (Some("minimal"), Some(true))
+    );
+    let (status, _) = api.upload(
+        "POST",
+        "/api/v1/plugins",
+        Role::Integrator,
+        "application/gzip",
+        minimal.clone(),
+    );
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = api.upload(
+        "PUT",
+        "/api/v1/plugins/minimal",
+        Role::Integrator,
+        "application/gzip",
+        minimal,
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not newer"),
+        "{body}"
+    );
+    let (status, body) = api.upload(
+        "PUT",
+        "/api/v1/plugins/tobacco-retail",
+        Role::Integrator,
+        "application/gzip",
+        package("minimal"),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/plugins/tobacco-retail/disable",
+        Role::Integrator,
+        None,
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, body["enabled"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{body}"
+    );
+    // Disabled, its fields are no longer checked: a customer without them is taken.
+    let mut plain = customer("C9400001", "No licence");
+    plain["attributes"] = serde_json::json!({});
+    let (status, body, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &plain);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, fields) = api.get("/api/v1/segments/fields", Role::Viewer);
+    assert!(
+        !fields
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "store_type")
+    );
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/plugins/tobacco-retail/enable",
+        Role::Integrator,
+        None,
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, body["enabled"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    plain["customer_id"] = "C9400002".into();
+    let (status, _, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &plain);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, _) = api.delete("/api/v1/plugins/minimal", Role::Integrator, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get("/api/v1/plugins/minimal", Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, log) = api.get("/api/v1/audit?kind=plugin", Role::Admin);
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["remove", "enable", "disable", "install"]);
+}
+
+/// A multipart/form-data body with one file per part.
+fn multipart(files: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "crm-test-boundary-7d1f";
+    let mut body = String::new();
+    for (name, text) in files {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\nContent-Type: text/csv\r\n\r\n{text}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    )
+}
+
+fn wait_for_job(api: &Api, location: &str) -> Value {
+    for _ in 0..600 {
+        let (status, job) = api.get(location, Role::Integrator);
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["state"] != "running" {
+            return job;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the import did not end");
+}
+
+#[test]
+fn csv_files_are_imported_by_upload_with_a_report_and_exported() {
+    let api = Api::new();
+    let (status, _, csv) = api.send(
+        "GET",
+        "/api/v1/export/customers",
+        Some(api.token(Role::Viewer)),
+        HERE,
+    );
+    assert_eq!(status, StatusCode::OK);
+    let csv = csv.as_str().unwrap().to_owned();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 201, "a header and 200 customers");
+    // Two new customers from existing rows; the second has a bad date.
+    let good = lines[1].replacen("C0000001", "C9500001", 1);
+    let mut bad: Vec<String> =
+        csv::Reader::from_reader(format!("{}\n{}\n", lines[0], lines[2]).as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+    bad[0] = "C9500002".into();
+    bad[2] = "Q".into();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&bad).unwrap();
+    let bad = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+    let bad = bad.trim_end();
+    let file = format!("{}\n{good}\n{bad}\n", lines[0]);
+    let (kind, body) = multipart(&[("customers.csv", &file)]);
+    // Refused whole without skip_invalid: nothing changes.
+    let (status, job) = api.upload(
+        "POST",
+        "/api/v1/imports",
+        Role::Integrator,
+        &kind,
+        body.clone(),
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job = wait_for_job(
+        &api,
+        &format!("/api/v1/imports/{}", job["id"].as_str().unwrap()),
+    );
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("customers.csv:3"),
+        "{job}"
+    );
+    let (status, _) = api.get("/api/v1/customers/C9500001", Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // With skip_invalid: the good row goes in, the bad one is set aside.
+    let (status, job) = api.upload(
+        "POST",
+        "/api/v1/imports?skip_invalid=true",
+        Role::Integrator,
+        &kind,
+        body,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job = wait_for_job(
+        &api,
+        &format!("/api/v1/imports/{}", job["id"].as_str().unwrap()),
+    );
+    assert_eq!(job["state"], "done", "{job}");
+    let file = &job["files"][0];
+    assert_eq!(
+        (file["added"].as_u64(), file["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{job}"
+    );
+    let (status, _, rejected) = api.send(
+        "GET",
+        file["rejected_rows"].as_str().unwrap(),
+        Some(api.token(Role::Integrator)),
+        HERE,
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        rejected.as_str().unwrap().contains("C9500002"),
+        "{rejected}"
+    );
+    let (status, _) = api.get("/api/v1/customers/C9500001", Role::Viewer);
+    assert_eq!(status, StatusCode::OK);
+    // The snapshot caught up: the new customer is listed.
+    let (_, page) = api.get("/api/v1/customers?q=C95", Role::Viewer);
+    assert_eq!(ids(&page, "customer_id"), ["C9500001"]);
+    // Bad uploads.
+    let (kind, body) = multipart(&[("people.csv", "x")]);
+    let (status, body) = api.upload("POST", "/api/v1/imports", Role::Integrator, &kind, body);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("people.csv")),
+        "{body}"
+    );
+    let (kind, body) = multipart(&[("customers.csv", "x")]);
+    let (status, _) = api.upload("POST", "/api/v1/imports", Role::Viewer, &kind, body);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, log) = api.get("/api/v1/audit?kind=import", Role::Admin);
+    assert_eq!(log["items"].as_array().unwrap().len(), 2);
 }

@@ -153,6 +153,15 @@ impl Workspace {
         })
     }
 
+    /// Takes the plugins' fields and scores in again after plugins were
+    /// installed, upgraded, enabled, disabled or removed.
+    pub fn refresh_plugins(&mut self) {
+        let (catalog, left_out) = catalog(&self.registry);
+        self.engine = segments::engine(&catalog, self.limits);
+        self.catalog = catalog;
+        self.left_out = left_out;
+    }
+
     pub fn today(&self) -> Option<i64> {
         self.snapshot.default_as_of().map(|d| d.days() as i64)
     }

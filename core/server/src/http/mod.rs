@@ -9,6 +9,8 @@
 //! SIGINT and SIGTERM stop taking connections, finish the requests in
 //! flight, and flush the store.
 
+mod imports;
+mod plugins;
 mod problem;
 mod records;
 pub mod search;
@@ -402,6 +404,46 @@ pub fn router(state: Arc<AppState>) -> Router {
             get_with(work::explain_segment, doc("Explain", "Whether a customer is a member: each part of the expression and the values it read.")),
         )
         .api_route(
+            "/plugins",
+            get_with(plugins::list, doc("List plugins", "The installed plugins: version, state, failures, hooks and fields."))
+                .post_with(plugins::install, doc("Install a plugin", "Installs and enables a plugin from an uploaded package: a tar.gz of its directory (plugin.toml, the component, its schemas), sent as application/gzip. The segments it ships are added.")),
+        )
+        .api_route(
+            "/plugins/{id}",
+            get_with(plugins::get, doc("Read a plugin", "One installed plugin."))
+                .put_with(plugins::upgrade, doc("Upgrade a plugin", "Replaces the plugin with a newer version from an uploaded package (application/gzip)."))
+                .delete_with(plugins::remove, doc("Remove a plugin", "Uninstalls the plugin; the values of its fields stay in the customers' attributes.")),
+        )
+        .api_route(
+            "/plugins/{id}/enable",
+            aide::axum::routing::post_with(plugins::enable, doc("Enable a plugin", "Enables the plugin (again).")),
+        )
+        .api_route(
+            "/plugins/{id}/disable",
+            aide::axum::routing::post_with(plugins::disable, doc("Disable a plugin", "Disables the plugin: its hooks are no longer called.")),
+        )
+        .api_route(
+            "/plugins/{id}/fields",
+            get_with(plugins::fields, doc("A plugin's fields", "The JSON Schema of the custom fields the plugin owns.")),
+        )
+        .api_route(
+            "/imports",
+            get_with(imports::list, doc("List imports", "The import jobs since the server started, newest first."))
+                .post_with(imports::start, doc("Start an import", "Uploads CSV files (multipart/form-data; customers.csv, products.csv, campaigns.csv, transactions.csv, interactions.csv) and imports them in the background; 202 with the job to follow.")),
+        )
+        .api_route(
+            "/imports/{id}",
+            get_with(imports::get, doc("Follow an import", "The job's progress while it runs; its report (or the problems that refused it) when it ends.")),
+        )
+        .api_route(
+            "/imports/{id}/rejected/{file}",
+            get_with(imports::rejected, doc("Rejected rows", "The rows an import set aside, with their line numbers and problems, as CSV.")),
+        )
+        .api_route(
+            "/export/{kind}",
+            get_with(imports::export, doc("Export", "Every record of a kind as CSV, in the format import reads.")),
+        )
+        .api_route(
             "/audit",
             get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );
@@ -464,7 +506,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/schemas/{name}", axum::routing::get(schema_file))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            imports::MAX_UPLOAD,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(imports::MAX_UPLOAD))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

@@ -198,6 +198,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                     Problem::bad_request("Unreadable body", e.body_text())
                 }
             })?;
+        if bytes.len() > super::MAX_BODY {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                format!("the body is over the limit of {} bytes", super::MAX_BODY),
+            ));
+        }
         json_body(&headers, &bytes).map(Body)
     }
 }
@@ -407,5 +414,31 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 impl<T: JsonSchema> OperationInput for Path<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         <axum::extract::Path<T> as OperationInput>::operation_input(ctx, operation);
+    }
+}
+
+/// A multipart/form-data body; 415 for another content type.
+pub(crate) struct Form(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(request, state)
+            .await
+            .map(Form)
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Unsupported media type",
+                    format!("send the files as multipart/form-data: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+impl OperationInput for Form {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <axum::extract::Multipart as OperationInput>::operation_input(ctx, operation);
     }
 }

@@ -39,6 +39,7 @@ pub struct AppState {
     flusher: Arc<Flusher>,
     /// Set while the snapshot is rebuilt after a delete.
     rebuilding: Mutex<bool>,
+    pub(crate) jobs: super::imports::Jobs,
 }
 
 impl AppState {
@@ -59,6 +60,7 @@ impl AppState {
             failed_sign_ins: std::sync::atomic::AtomicU32::new(super::FAILURES_PER_MINUTE),
             flusher,
             rebuilding: Mutex::new(false),
+            jobs: Default::default(),
         }))
     }
 
@@ -185,6 +187,21 @@ impl AppState {
             self.rebuild_soon();
         }
         Ok(deleted.is_some())
+    }
+
+    /// Brings the snapshot up to the store after writes made around it (an
+    /// import): applies the changes, or rebuilds when there are many.
+    pub fn catch_up(self: &Arc<Self>) {
+        let mut data = self.write_data();
+        let data = &mut *data;
+        match crate::host::catch_up(&*self.store, &mut data.work.snapshot) {
+            Ok(Some(_)) => data.search = Search::build(&data.work.snapshot.customers),
+            Ok(None) => self.rebuild_soon(),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "catching the snapshot up");
+                self.rebuild_soon();
+            }
+        }
     }
 
     /// Rebuilds the snapshot from the store (after deletes, which it cannot
