@@ -42,7 +42,11 @@ impl Api {
             .collect();
         Api {
             _dir: dir,
-            router: router(AppState::new(store, snapshot, registry).unwrap()),
+            router: {
+                let state = AppState::new(store, snapshot, registry).unwrap();
+                state.set_webhook_retry(std::time::Duration::from_millis(50));
+                router(state)
+            },
             tokens,
         }
     }
@@ -1306,4 +1310,189 @@ fn csv_files_are_imported_by_upload_with_a_report_and_exported() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, log) = api.get("/api/v1/audit?kind=import", Role::Admin);
     assert_eq!(log["items"].as_array().unwrap().len(), 2);
+}
+
+/// A webhook receiver on a loopback port: answers 500 to the first request
+/// and 200 to the rest, and keeps each request's headers and body.
+struct Receiver {
+    url: String,
+    got: Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&got);
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    let (k, v) = l.split_once(':').unwrap();
+                    headers.push((k.trim().to_lowercase(), v.trim().to_owned()));
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                kept.lock()
+                    .unwrap()
+                    .push((headers, String::from_utf8(body).unwrap()));
+                let status = if n == 0 {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+            }
+        });
+        Receiver { url, got }
+    }
+
+    /// Waits for a delivered request whose body holds `text`.
+    fn wait_for(&self, text: &str) -> (Vec<(String, String)>, String) {
+        for _ in 0..400 {
+            let got = self.got.lock().unwrap();
+            // The first request of all was answered 500: not delivered.
+            if let Some(hit) = got.iter().skip(1).find(|(_, b)| b.contains(text)) {
+                return hit.clone();
+            }
+            drop(got);
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!(
+            "no webhook delivery with {text}: {:?}",
+            self.got.lock().unwrap()
+        );
+    }
+}
+
+#[test]
+fn webhooks_are_signed_retried_logged_and_follow_segments() {
+    use hmac::Mac;
+    let api = Api::new();
+    let receiver = Receiver::start();
+    let sub =
+        serde_json::json!({"url": receiver.url, "events": ["customer.created", "segment.entered"]});
+    let (status, body, _) = api.write("PUT", "/api/v1/webhooks/crm-test", Role::Agent, None, &sub);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, created, _) = api.write(
+        "PUT",
+        "/api/v1/webhooks/crm-test",
+        Role::Integrator,
+        None,
+        &sub,
+    );
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    for (bad, field) in [
+        (
+            serde_json::json!({"url": "ftp://example.com/x", "events": ["customer.created"]}),
+            "url",
+        ),
+        (
+            serde_json::json!({"url": receiver.url, "events": ["customer.deleted"]}),
+            "events",
+        ),
+    ] {
+        let (status, body, _) =
+            api.write("PUT", "/api/v1/webhooks/bad", Role::Integrator, None, &bad);
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{body}"
+        );
+    }
+    let seg = serde_json::json!({"script": "c.tier == \"platinum\" && c.region == \"North\""});
+    let (status, body, _) = api.write(
+        "PUT",
+        "/api/v1/segments/north-platinum",
+        Role::Analyst,
+        None,
+        &seg,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Wait until the memberships are built with the new segment.
+    let (_, page) = api.get("/api/v1/customers?limit=1", Role::Viewer);
+    let any = ids(&page, "customer_id")[0].clone();
+    for _ in 0..200 {
+        let (_, view) = api.get(&format!("/api/v1/customers/{any}/view"), Role::Viewer);
+        if view["segments"].is_array() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let mut c = customer("C9600001", "Hooked");
+    c["tier"] = "platinum".into();
+    let (status, body, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &c);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (headers, body) = receiver.wait_for("customer.created");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(header("x-crm-event"), "customer.created");
+    let signature = header("x-crm-signature");
+    let (t, v1) = signature.split_once(',').unwrap();
+    let t = t.strip_prefix("t=").unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        v1.strip_prefix("v1=").unwrap(),
+        want,
+        "the signature checks"
+    );
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(payload["data"]["customer_id"], "C9600001");
+
+    let (_, body) = receiver.wait_for("segment.entered");
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(payload["data"]["segment"], "north-platinum");
+    assert_eq!(
+        payload["data"]["customer_ids"],
+        serde_json::json!(["C9600001"])
+    );
+    let (_, view) = api.get("/api/v1/customers/C9600001/view", Role::Viewer);
+    assert_eq!(view["segments"], serde_json::json!(["north-platinum"]));
+
+    // The log: the first attempt of the first delivery got 500, the next 200.
+    let (status, log) = api.get("/api/v1/webhooks/crm-test/deliveries", Role::Integrator);
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let items = log["items"].as_array().unwrap();
+    assert!(items.iter().all(|d| d["state"] == "delivered"), "{log}");
+    let first = items.last().unwrap();
+    assert_eq!(first["attempts"][0]["status"], 500, "{log}");
+    assert_eq!(first["attempts"][1]["status"], 200, "{log}");
+    let (status, list) = api.get("/api/v1/webhooks", Role::Integrator);
+    assert_eq!(status, StatusCode::OK);
+    assert!(list[0]["secret"].is_null(), "the secret is shown once");
+    let (status, _) = api.delete("/api/v1/webhooks/crm-test", Role::Integrator, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }

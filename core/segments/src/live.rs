@@ -119,6 +119,15 @@ impl Live {
         )
     }
 
+    /// The segments row `row` is a member of.
+    pub fn segments_of(&self, row: u32) -> Vec<&str> {
+        self.segments
+            .iter()
+            .filter(|s| s.member.get(row as usize).copied().unwrap_or(false))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.segments.iter().map(|s| s.name.as_str()).collect()
     }

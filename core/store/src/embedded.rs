@@ -31,6 +31,7 @@ pub struct SledStore {
     interactions: LineTree<Interaction>,
     definitions: Definitions,
     audit: AuditLog,
+    queues: crate::queues::Queues,
     /// Held for reading by writes of lines, for writing by deletes of
     /// customers: a customer is never deleted while lines naming it are written.
     deletes: std::sync::RwLock<()>,
@@ -93,6 +94,7 @@ impl SledStore {
             interactions: LineTree::new(tree("interactions")?),
             definitions: Definitions::new(tree("definitions")?),
             audit: AuditLog::new(db.clone(), tree("audit")?),
+            queues: crate::queues::Queues::new(db.clone(), tree("queues")?),
             deletes: std::sync::RwLock::new(()),
             path,
             db,
@@ -515,6 +517,24 @@ impl Store for SledStore {
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.audit.read(query)
+    }
+
+    fn queue_push(&self, queue: &str, body: &str) -> Result<u64, StoreError> {
+        self.queues.push(queue, body)
+    }
+
+    fn queue_set(&self, queue: &str, seq: u64, body: &str) -> Result<(), StoreError> {
+        self.queues.set(queue, seq, body)
+    }
+
+    fn queue_read(
+        &self,
+        queue: &str,
+        after: Option<u64>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        self.queues.read(queue, after, limit, newest_first)
     }
 
     fn definition(&self, space: &str, name: &str) -> Result<Option<Revision>, StoreError> {

@@ -23,6 +23,7 @@ mod definitions;
 mod embedded;
 mod keys;
 mod lines;
+mod queues;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -140,6 +141,23 @@ pub trait Store: Send + Sync {
 
     /// Entries of the audit log, newest first.
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Adds an entry (JSON) at the end of queue `queue` (the outbox of
+    /// webhook deliveries); its sequence number. Durable after `flush`.
+    fn queue_push(&self, queue: &str, body: &str) -> Result<u64, StoreError>;
+
+    /// Replaces entry `seq` of queue `queue`.
+    fn queue_set(&self, queue: &str, seq: u64, body: &str) -> Result<(), StoreError>;
+
+    /// Up to `limit` entries of queue `queue`: after `after`, oldest first;
+    /// or with `newest_first`, before `after`, newest first.
+    fn queue_read(
+        &self,
+        queue: &str,
+        after: Option<u64>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
 
     /// Bytes the records take on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;

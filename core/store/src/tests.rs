@@ -553,3 +553,33 @@ fn records_and_lines_are_paged_in_order() {
         .unwrap();
     assert_eq!(from_p02, first[3..].to_vec());
 }
+
+#[test]
+fn queues_keep_their_entries_in_order_and_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a: Vec<u64> = (0..5)
+        .map(|i| store.queue_push("outbox", &format!("a{i}")).unwrap())
+        .collect();
+    store.queue_push("other", "b0").unwrap();
+    store.queue_set("outbox", a[1], "a1 delivered").unwrap();
+    let all = store.queue_read("outbox", None, 10, false).unwrap();
+    let bodies: Vec<&str> = all.iter().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(bodies, ["a0", "a1 delivered", "a2", "a3", "a4"]);
+    let after = store.queue_read("outbox", Some(a[2]), 10, false).unwrap();
+    assert_eq!(after.iter().map(|(s, _)| *s).collect::<Vec<_>>(), a[3..]);
+    let newest = store.queue_read("outbox", None, 2, true).unwrap();
+    assert_eq!(
+        newest.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [a[4], a[3]]
+    );
+    let before = store.queue_read("outbox", Some(a[1]), 10, true).unwrap();
+    assert_eq!(before.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [a[0]]);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.queue_read("other", None, 10, false).unwrap()[0].1,
+        "b0"
+    );
+    assert!(store.queue_push("bad\0name", "x").is_err());
+}

@@ -10,11 +10,13 @@
 //! flight, and flush the store.
 
 mod imports;
+mod live;
 mod plugins;
 mod problem;
 mod records;
 pub mod search;
 mod state;
+mod webhooks;
 mod work;
 
 use std::net::SocketAddr;
@@ -442,6 +444,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .api_route(
             "/export/{kind}",
             get_with(imports::export, doc("Export", "Every record of a kind as CSV, in the format import reads.")),
+        )
+        .api_route(
+            "/webhooks",
+            get_with(webhooks::list, doc("List webhooks", "The webhook subscriptions: URL and events.")),
+        )
+        .api_route(
+            "/webhooks/{name}",
+            aide::axum::routing::put_with(webhooks::put, doc("Save a webhook", "Creates a subscription (201, with its signing secret, shown this once) or changes its URL and events. Events: customer.created, customer.updated, segment.entered, segment.left, plugin.failed."))
+                .delete_with(webhooks::delete, doc("Delete a webhook", "Deletes the subscription; nothing more is sent to it.")),
+        )
+        .api_route(
+            "/webhooks/{name}/deliveries",
+            get_with(webhooks::deliveries, doc("Delivery log", "Every delivery to the webhook with each attempt's answer, newest first.")),
+        )
+        .api_route(
+            "/webhooks/{name}/ping",
+            aide::axum::routing::post_with(webhooks::ping, doc("Ping a webhook", "Queues a ping event to this webhook alone.")),
         )
         .api_route(
             "/audit",

@@ -232,6 +232,7 @@ pub(crate) async fn install(
         let mut data = state2.data.write().expect("data lock");
         let plugin = data.work.registry.install(&root, None).map_err(problem)?;
         data.work.refresh_plugins();
+        state2.segments_changed();
         let id = plugin.id().to_owned();
         audit(&state2, &caller, "install", &id, None, Some(&plugin.manifest.version));
         for (name, def) in crate::segments::shipped(&plugin.dir).unwrap_or_default() {
@@ -278,6 +279,7 @@ pub(crate) async fn upgrade(
             .ok();
         let plugin = data.work.registry.upgrade(&root, None).map_err(problem)?;
         data.work.refresh_plugins();
+        state2.segments_changed();
         drop(data);
         audit(
             &state2,
@@ -305,6 +307,7 @@ pub(crate) async fn enable(
         let mut data = state.data.write().expect("data lock");
         data.work.registry.enable(&id).map_err(problem)?;
         data.work.refresh_plugins();
+        state.segments_changed();
     }
     audit(&state, &caller, "enable", &id, None, None);
     one(&state, &id).map(Json)
@@ -324,6 +327,7 @@ pub(crate) async fn disable(
             .disable(&id, Some(format!("disabled by {}", caller.name)))
             .map_err(problem)?;
         data.work.refresh_plugins();
+        state.segments_changed();
     }
     audit(&state, &caller, "disable", &id, None, None);
     one(&state, &id).map(Json)
@@ -340,6 +344,7 @@ pub(crate) async fn remove(
         let mut data = state.data.write().expect("data lock");
         data.work.registry.remove(&id).map_err(problem)?;
         data.work.refresh_plugins();
+        state.segments_changed();
     }
     audit(&state, &caller, "remove", &id, None, None);
     Ok(NoContent)

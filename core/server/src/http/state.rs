@@ -40,6 +40,8 @@ pub struct AppState {
     /// Set while the snapshot is rebuilt after a delete.
     rebuilding: Mutex<bool>,
     pub(crate) jobs: super::imports::Jobs,
+    pub(crate) webhooks: Arc<super::webhooks::Webhooks>,
+    pub(crate) memberships: super::live::Memberships,
 }
 
 impl AppState {
@@ -51,7 +53,8 @@ impl AppState {
         let search = Search::build(&snapshot.customers);
         let work = Workspace::new(Arc::clone(&store), snapshot, registry)?;
         let flusher = Flusher::start(Arc::clone(&store));
-        Ok(Arc::new(AppState {
+        let webhooks = super::webhooks::Webhooks::new(Arc::clone(&store));
+        let state = Arc::new(AppState {
             tokens: Tokens::new(Arc::clone(&store)),
             store,
             data: RwLock::new(Data { work, search }),
@@ -61,7 +64,28 @@ impl AppState {
             flusher,
             rebuilding: Mutex::new(false),
             jobs: Default::default(),
-        }))
+            webhooks,
+            memberships: Default::default(),
+        });
+        super::live::Memberships::start(&state);
+        Ok(state)
+    }
+
+    /// The wait before a webhook delivery is tried a second time (doubled
+    /// for each attempt after).
+    pub fn set_webhook_retry(&self, base: std::time::Duration) {
+        self.webhooks.set_retry_base(base);
+    }
+
+    /// The segments of a customer (by snapshot row); `None` while the
+    /// memberships are being built.
+    pub fn segments_of(&self, row: u32) -> Option<Vec<String>> {
+        self.memberships.of(row)
+    }
+
+    /// Segments were saved or deleted: memberships are built anew.
+    pub fn segments_changed(&self) {
+        self.memberships.invalidate();
     }
 
     /// Sets how many failed authentications a client address may make in a
@@ -122,6 +146,9 @@ impl AppState {
                     self.store.put_line(record.clone(), expect, &actor)?;
                     let customer = line_customer(&record).to_owned();
                     refresh_lines(&*self.store, &mut data, record.kind(), &customer)?;
+                    if let Some(row) = data.work.snapshot.customers.find(&customer) {
+                        self.memberships.touched(row);
+                    }
                     if let Some(old) = old_customer.filter(|o| *o != customer) {
                         refresh_lines(&*self.store, &mut data, record.kind(), &old)?;
                     }
@@ -138,6 +165,15 @@ impl AppState {
                 Record::Customer(c) => {
                     let row = data.work.snapshot.upsert_customer(c);
                     data.search.set(row as usize, &c.name);
+                    self.memberships.touched(row);
+                    self.webhooks.emit(
+                        if matches!(expect, Expect::New) {
+                            "customer.created"
+                        } else {
+                            "customer.updated"
+                        },
+                        serde_json::json!({"customer_id": c.customer_id.as_str(), "revision": revision, "customer": c}),
+                    );
                 }
                 Record::Product(p) => data.work.snapshot.upsert_product(p),
                 Record::Campaign(c) => data.work.snapshot.upsert_campaign(c),
@@ -195,7 +231,10 @@ impl AppState {
         let mut data = self.write_data();
         let data = &mut *data;
         match crate::host::catch_up(&*self.store, &mut data.work.snapshot) {
-            Ok(Some(_)) => data.search = Search::build(&data.work.snapshot.customers),
+            Ok(Some(_)) => {
+                data.search = Search::build(&data.work.snapshot.customers);
+                self.memberships.invalidate();
+            }
             Ok(None) => self.rebuild_soon(),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "catching the snapshot up");
@@ -225,6 +264,7 @@ impl AppState {
                 }
                 data.search = Search::build(&fresh.customers);
                 data.work.snapshot = fresh;
+                state.memberships.invalidate();
                 Ok(())
             });
             if let Err(e) = result {

@@ -26,6 +26,9 @@ pub(crate) struct CustomerView {
     /// day of the data (absent for a customer the snapshot has not seen).
     pub metrics: Option<Value>,
     pub scores: Vec<ScoreView>,
+    /// The saved segments the customer is in (absent while the memberships
+    /// are being built, after the server starts).
+    pub segments: Option<Vec<String>>,
     /// Newest first.
     pub timeline: Vec<TimelineItem>,
     /// Lines not in the timeline (older than the ones shown).
@@ -118,12 +121,12 @@ pub(crate) async fn customer_view(
         timeline.truncate(limit);
         let data = state2.read();
         let snapshot = &data.work.snapshot;
-        let (metrics, scores) = match snapshot.customers.find(cid.as_str()) {
-            None => (None, Vec::new()),
+        let (metrics, scores, segments) = match snapshot.customers.find(cid.as_str()) {
+            None => (None, Vec::new(), Some(Vec::new())),
             Some(row) => {
                 let ctx = analysis::Context::new(snapshot, &analysis::Scope::default());
                 let metrics = serde_json::to_value(analysis::customer_metrics(&ctx, row)).ok();
-                (metrics, scores_of(&data.work, row))
+                (metrics, scores_of(&data.work, row), state2.segments_of(row))
             }
         };
         Ok(CustomerView {
@@ -133,6 +136,7 @@ pub(crate) async fn customer_view(
             },
             metrics,
             scores,
+            segments,
             timeline,
             timeline_more: more,
         })
@@ -428,6 +432,7 @@ pub(crate) async fn put_segment(
     })
     .await
     .map_err(Problem::internal)??;
+    state.segments_changed();
     Ok(Tagged(rev.revision.into(), info(&rev)?))
 }
 
@@ -468,6 +473,7 @@ pub(crate) async fn delete_segment(
         before: before.and_then(|b| serde_json::from_str(&b.body).ok()),
         after: None,
     })?;
+    state.segments_changed();
     Ok(NoContent)
 }
 

@@ -1,0 +1,180 @@
+//! Segment memberships kept current while the server runs: built from the
+//! saved segments when it starts (and again when segments, plugins or the
+//! snapshot's rows change), refreshed a second after writes for the rows
+//! that changed. The movements (who entered and who left) go out as
+//! webhook events; the customer 360 view reads a customer's segments here.
+//! Plugin failures are watched on the same beat.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use segments::Live;
+
+use super::AppState;
+use crate::segments::{PluginScores, SPACE};
+
+#[derive(Default)]
+pub(crate) struct Memberships {
+    live: Mutex<Option<Live>>,
+    /// Rows written since the last refresh.
+    changed: Mutex<Vec<u32>>,
+    /// Set when the memberships must be built anew.
+    stale: AtomicBool,
+    /// Failures seen so far per plugin, to report new ones once.
+    failures: Mutex<BTreeMap<String, (u32, bool)>>,
+}
+
+/// Most customer ids in one segment event; bigger movements are split.
+const IDS_PER_EVENT: usize = 1000;
+
+impl Memberships {
+    pub(crate) fn start(state: &Arc<AppState>) {
+        state.memberships.stale.store(true, Ordering::Release);
+        let weak = Arc::downgrade(state);
+        std::thread::Builder::new()
+            .name("crm-memberships".into())
+            .spawn(move || run(weak))
+            .expect("starting the membership thread");
+    }
+
+    /// Rows whose customers (or their lines) were just written.
+    pub(crate) fn touched(&self, row: u32) {
+        self.changed.lock().expect("membership lock").push(row);
+    }
+
+    /// The segments must be built anew (a segment saved or deleted, plugins
+    /// changed, rows renumbered).
+    pub(crate) fn invalidate(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// The segments of row `row`; `None` while they are being built.
+    pub(crate) fn of(&self, row: u32) -> Option<Vec<String>> {
+        let live = self.live.lock().expect("membership lock");
+        live.as_ref()
+            .map(|l| l.segments_of(row).into_iter().map(str::to_owned).collect())
+    }
+}
+
+fn run(state: Weak<AppState>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(state) = state.upgrade() else { return };
+        let m = &state.memberships;
+        if m.stale.swap(false, Ordering::AcqRel) {
+            m.changed.lock().expect("membership lock").clear();
+            build(&state);
+        } else {
+            let rows = std::mem::take(&mut *m.changed.lock().expect("membership lock"));
+            refresh(&state, rows);
+        }
+        watch_plugins(&state);
+    }
+}
+
+/// Builds the memberships of every saved segment that compiles.
+fn build(state: &AppState) {
+    let data = state.read();
+    let work = &data.work;
+    let mut defs = Vec::new();
+    for rev in work.store.definitions(SPACE).unwrap_or_default() {
+        match crate::segments::decode(&rev) {
+            Ok(def) => match work.compile(&def) {
+                Ok(_) => defs.push((rev.name, def)),
+                Err(e) => {
+                    tracing::warn!(segment = %rev.name, error = %e, "segment left out of the live memberships")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(segment = %rev.name, error = %format!("{e:#}"), "segment unreadable")
+            }
+        }
+    }
+    let extra = PluginScores {
+        registry: &work.registry,
+        views: crate::plugins::Views::new(&work.snapshot),
+    };
+    let started = std::time::Instant::now();
+    match Live::new(
+        &work.snapshot,
+        work.catalog.clone(),
+        defs,
+        work.limits,
+        &extra,
+    ) {
+        Ok(live) => {
+            tracing::info!(
+                segments = live.names().len(),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "segment memberships built"
+            );
+            *state.memberships.live.lock().expect("membership lock") = Some(live);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "building the segment memberships");
+            *state.memberships.live.lock().expect("membership lock") = None;
+        }
+    }
+}
+
+fn refresh(state: &AppState, mut rows: Vec<u32>) {
+    let data = state.read();
+    let work = &data.work;
+    let mut live = state.memberships.live.lock().expect("membership lock");
+    let Some(live) = live.as_mut() else { return };
+    rows.sort_unstable();
+    rows.dedup();
+    let extra = PluginScores {
+        registry: &work.registry,
+        views: crate::plugins::Views::new(&work.snapshot),
+    };
+    let movements = match live.refresh(&work.snapshot, &rows, &extra) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "refreshing the segment memberships");
+            state.memberships.invalidate();
+            return;
+        }
+    };
+    let ids = |rows: &[u32]| -> Vec<String> {
+        rows.iter()
+            .map(|&r| work.snapshot.customers.id(r).to_owned())
+            .collect()
+    };
+    for m in movements {
+        for (event, moved) in [("segment.entered", &m.entered), ("segment.left", &m.left)] {
+            for chunk in moved.chunks(IDS_PER_EVENT) {
+                state.webhooks.emit(
+                    event,
+                    serde_json::json!({"segment": m.segment, "customer_ids": ids(chunk)}),
+                );
+            }
+        }
+    }
+}
+
+/// Reports plugins whose calls failed since the last look, or that the
+/// host disabled for failing.
+fn watch_plugins(state: &AppState) {
+    let list = state.read().work.registry.list();
+    let mut seen = state.memberships.failures.lock().expect("membership lock");
+    for p in list {
+        let now = (p.failures, !p.enabled && p.disabled_reason.is_some());
+        let before = seen.insert(p.id.clone(), now).unwrap_or((0, false));
+        let more_failures = now.0 > before.0;
+        let newly_disabled = now.1 && !before.1 && p.failures > 0;
+        if more_failures || newly_disabled {
+            state.webhooks.emit(
+                "plugin.failed",
+                serde_json::json!({
+                    "plugin": p.id,
+                    "failures_in_a_row": p.failures,
+                    "enabled": p.enabled,
+                    "disabled_reason": p.disabled_reason,
+                }),
+            );
+        }
+    }
+}
