@@ -1314,9 +1314,12 @@ fn csv_files_are_imported_by_upload_with_a_report_and_exported() {
 
 /// A webhook receiver on a loopback port: answers 500 to the first request
 /// and 200 to the rest, and keeps each request's headers and body.
+/// A request as received: its headers (names lowercased) and body.
+type Received = (Vec<(String, String)>, String);
+
 struct Receiver {
     url: String,
-    got: Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>,
+    got: Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
@@ -1367,7 +1370,7 @@ impl Receiver {
     }
 
     /// Waits for a delivered request whose body holds `text`.
-    fn wait_for(&self, text: &str) -> (Vec<(String, String)>, String) {
+    fn wait_for(&self, text: &str) -> Received {
         for _ in 0..400 {
             let got = self.got.lock().unwrap();
             // The first request of all was answered 500: not delivered.
