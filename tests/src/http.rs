@@ -251,6 +251,22 @@ fn tokens_are_stored_as_hashes_and_can_be_revoked() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked 1 token"));
     let store = open_store(&db);
     assert_eq!(Tokens::new(store).role_of(&token).unwrap(), None);
+    // Both are in the audit log, read from the command line.
+    let out = crm(&["audit", "--db", db_arg, "--kind", "token"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("token front desk"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("cli") && lines[0].contains("revoke"),
+        "{text}"
+    );
+    assert!(lines[1].contains("create"), "{text}");
+    let out = crm(&["audit", "--db", db_arg, "--format", "json", "--limit", "1"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["action"], "revoke");
 }
 
 /// One HTTP/1.1 GET over a socket; the status line and body.
@@ -1498,4 +1514,45 @@ fn webhooks_are_signed_retried_logged_and_follow_segments() {
     assert!(list[0]["secret"].is_null(), "the secret is shown once");
     let (status, _) = api.delete("/api/v1/webhooks/crm-test", Role::Integrator, None);
     assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[test]
+fn admins_make_and_revoke_tokens_over_the_api() {
+    let api = Api::new();
+    let body = serde_json::json!({"name": "till 3", "role": "agent"});
+    let (status, _, _) = api.write("POST", "/api/v1/tokens", Role::Integrator, None, &body);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, made, _) = api.write("POST", "/api/v1/tokens", Role::Admin, None, &body);
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let token = made["token"].as_str().unwrap().to_owned();
+    let (status, ..) = api.send("GET", "/api/v1/customers?limit=1", Some(&token), HERE);
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = api.get("/api/v1/tokens", Role::Admin);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "till 3" && t["role"] == "agent")
+    );
+    assert!(
+        !list.to_string().contains(&token[4..]),
+        "never the token itself"
+    );
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/tokens",
+        Role::Admin,
+        None,
+        &serde_json::json!({"name": "x", "role": "boss"}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "role");
+    let (status, _) = api.delete("/api/v1/tokens/till%203", Role::Admin, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Revoked: refused at once, though it was seen before.
+    let (status, ..) = api.send("GET", "/api/v1/customers?limit=1", Some(&token), HERE);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, log) = api.get("/api/v1/audit?kind=token&limit=2", Role::Admin);
+    assert_eq!(log["items"][0]["action"], "revoke");
+    assert_eq!(log["items"][0]["actor"], "token admin (admin)");
 }

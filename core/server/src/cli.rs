@@ -113,6 +113,23 @@ enum Command {
         #[arg(long, default_value_t = crate::http::FAILURES_PER_MINUTE)]
         failed_sign_ins: u32,
     },
+    /// The audit log: who changed what and when, newest first
+    Audit {
+        #[command(flatten)]
+        db: Db,
+        /// Only changes of this kind: customer, product, campaign,
+        /// transaction, interaction, segment, plugin, token, webhook, import
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only changes of this id or name
+        #[arg(long)]
+        id: Option<String>,
+        /// How many entries
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// API tokens: create (printed once), list, revoke
     Token {
         #[command(subcommand)]
@@ -672,6 +689,13 @@ fn run(command: Command) -> Result<()> {
             )
         }
         Command::Token { command } => token_command(command),
+        Command::Audit {
+            db,
+            kind,
+            id,
+            limit,
+            format,
+        } => audit_command(&db, kind, id, limit, format),
         Command::Demo {
             dir,
             industry,
@@ -944,6 +968,24 @@ fn import(store: &dyn Store, db: &Path, dir: &Path, skip_invalid: bool, quiet: b
         rules: (!rules.is_empty()).then_some(&rules as &dyn transfer::Rules),
     };
     let report = transfer::import(store, dir, &options, &Reporter::for_stderr(quiet))?;
+    let files: Vec<serde_json::Value> = report
+        .files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "file": f.kind.file_name(), "rows": f.rows, "added": f.added,
+                "updated": f.updated, "unchanged": f.unchanged, "rejected": f.rejected,
+            })
+        })
+        .collect();
+    audit_cli(
+        store,
+        "import",
+        "import",
+        &dir.display().to_string(),
+        None,
+        Some(serde_json::json!({ "files": files })),
+    );
     let mut rows = 0;
     for file in &report.files {
         outln!("{file}");
@@ -1218,7 +1260,7 @@ fn add_shipped_segments(store: Arc<dyn Store>, db: &Path, id: &str) -> Result<()
         {
             continue;
         }
-        match ws.save(&name, &def, store::Expect::New) {
+        match ws.save(&name, &def, store::Expect::New, &format!("plugin {id}")) {
             Ok(_) => eprintln!("added segment {name}: {}", def.description),
             Err(err) => eprintln!("segment {name} of {id} was not added: {err:#}"),
         }
@@ -1252,6 +1294,67 @@ fn how_evaluated(evaluated: &crate::segments::Evaluated) -> &'static str {
     } else {
         "with the interpreter"
     }
+}
+
+/// Notes a change made from the command line in the audit log (a failure
+/// to note it is reported, the change stands).
+fn audit_cli(
+    store: &dyn Store,
+    action: &str,
+    kind: &str,
+    id: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let entry = store::AuditEntry {
+        seq: 0,
+        at_ms: 0,
+        actor: "cli".into(),
+        action: action.into(),
+        kind: kind.into(),
+        id: id.into(),
+        revision: None,
+        before,
+        after,
+    };
+    if let Err(e) = store.audit(entry).and_then(|_| store.flush()) {
+        eprintln!("warning: the audit log was not written: {e}");
+    }
+}
+
+fn audit_command(
+    db: &Db,
+    kind: Option<String>,
+    id: Option<String>,
+    limit: usize,
+    format: Format,
+) -> Result<()> {
+    let store = open_store(&db.db, false)?;
+    let entries = store.audit_log(&store::AuditQuery {
+        before: None,
+        kind,
+        id,
+        limit,
+    })?;
+    if format == Format::Json {
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    for e in entries {
+        let at = model::Timestamp::from_seconds(e.at_ms.div_euclid(1000));
+        let what = match e.revision {
+            Some(r) => format!("{} {} (revision {r})", e.kind, e.id),
+            None => format!("{} {}", e.kind, e.id),
+        };
+        outln!("{:>8}  {at}  {:<28} {:<8} {what}", e.seq, e.actor, e.action);
+        for (label, value) in [("before", &e.before), ("after ", &e.after)] {
+            if let Some(v) = value {
+                let text: String = v.to_string().chars().take(160).collect();
+                outln!("          {label} {text}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn token_command(command: TokenCommand) -> Result<()> {
@@ -1313,7 +1416,7 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
                 bail!("segment {name} exists already; give --replace to save a new revision");
             }
             let rev = ws
-                .save(&name, &def, expect)
+                .save(&name, &def, expect, "cli")
                 .with_context(|| format!("segment {name}"))?;
             let evaluated = ws.evaluate(&def, None)?;
             let n = ws.snapshot.customers.len();
@@ -1539,9 +1642,18 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
         }
         SegmentCommand::Delete { db, name } => {
             let store = open_store(&db.db, false)?;
+            let before = store.definition(SPACE, &name)?;
             if !store.delete_definition(SPACE, &name, store::Expect::Any)? {
                 bail!("no segment '{name}' (crm segment list shows them)");
             }
+            audit_cli(
+                &*store,
+                "delete",
+                "segment",
+                &name,
+                before.and_then(|b| serde_json::from_str(&b.body).ok()),
+                None,
+            );
             outln!(
                 "deleted segment {name} (crm segment show {name} --history keeps its revisions)"
             );
@@ -1686,6 +1798,14 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let store = open_store(&db.db, false)?;
             let registry = crate::plugins::registry(&db.db)?;
             let plugin = registry.install(&package, read_config(config.as_deref())?)?;
+            audit_cli(
+                &*store,
+                "install",
+                "plugin",
+                plugin.id(),
+                None,
+                Some(serde_json::json!({"version": plugin.manifest.version})),
+            );
             outln!(
                 "installed and enabled {} {} ({})",
                 plugin.id(),
@@ -1700,9 +1820,17 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             package,
             config,
         } => {
-            open_store(&db.db, false)?;
+            let store = open_store(&db.db, false)?;
             let registry = crate::plugins::registry(&db.db)?;
             let plugin = registry.upgrade(&package, read_config(config.as_deref())?)?;
+            audit_cli(
+                &*store,
+                "upgrade",
+                "plugin",
+                plugin.id(),
+                None,
+                Some(serde_json::json!({"version": plugin.manifest.version})),
+            );
             outln!("upgraded {} to {}", plugin.id(), plugin.manifest.version);
             Ok(())
         }
@@ -1746,17 +1874,23 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             Ok(())
         }
         PluginCommand::Enable { db, id } => {
+            let store = open_store(&db.db, false)?;
             crate::plugins::registry(&db.db)?.enable(&id)?;
+            audit_cli(&*store, "enable", "plugin", &id, None, None);
             outln!("enabled {id}");
             Ok(())
         }
         PluginCommand::Disable { db, id } => {
+            let store = open_store(&db.db, false)?;
             crate::plugins::registry(&db.db)?.disable(&id, Some("disabled by hand".into()))?;
+            audit_cli(&*store, "disable", "plugin", &id, None, None);
             outln!("disabled {id}");
             Ok(())
         }
         PluginCommand::Remove { db, id } => {
+            let store = open_store(&db.db, false)?;
             crate::plugins::registry(&db.db)?.remove(&id)?;
+            audit_cli(&*store, "remove", "plugin", &id, None, None);
             outln!("removed {id}");
             Ok(())
         }

@@ -234,12 +234,32 @@ impl Workspace {
             .context("the script fails on the first 1,000 customers")
     }
 
-    /// Saves a definition (after checking it).
-    pub fn save(&self, name: &str, def: &Definition, expect: Expect) -> Result<store::Revision> {
+    /// Saves a definition (after checking it), and notes who saved it in
+    /// the audit log.
+    pub fn save(
+        &self,
+        name: &str,
+        def: &Definition,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<store::Revision> {
         check_name(name)?;
         self.check(def)?;
         let body = serde_json::to_string(def)?;
-        Ok(self.store.save_definition(SPACE, name, &body, expect)?)
+        let before = self.store.definition(SPACE, name)?;
+        let saved = self.store.save_definition(SPACE, name, &body, expect)?;
+        self.store.audit(store::AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.to_owned(),
+            action: "save".into(),
+            kind: "segment".into(),
+            id: name.to_owned(),
+            revision: Some(saved.revision.into()),
+            before: before.and_then(|b| serde_json::from_str(&b.body).ok()),
+            after: serde_json::from_str(&saved.body).ok(),
+        })?;
+        Ok(saved)
     }
 }
 

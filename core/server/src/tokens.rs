@@ -13,7 +13,7 @@ use store::{Expect, Store};
 const SPACE: &str = "tokens";
 
 /// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything.
@@ -64,7 +64,7 @@ struct Stored {
 }
 
 /// A token as listed: never the token itself.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     pub name: String,
     pub role: Role,
@@ -75,6 +75,9 @@ pub struct TokenInfo {
 
 pub struct Tokens {
     store: Arc<dyn Store>,
+    /// Tokens seen, by hash: the store is read once per token, not per
+    /// request. Only tokens that exist are kept; a revoke clears it.
+    known: std::sync::RwLock<std::collections::HashMap<String, (String, Role)>>,
 }
 
 fn hash(token: &str) -> String {
@@ -86,11 +89,19 @@ fn hash(token: &str) -> String {
 
 impl Tokens {
     pub fn new(store: Arc<dyn Store>) -> Tokens {
-        Tokens { store }
+        Tokens {
+            store,
+            known: Default::default(),
+        }
     }
 
     /// Makes a token; the only time it is seen.
     pub fn create(&self, name: &str, role: Role) -> Result<String> {
+        self.create_by(name, role, "cli")
+    }
+
+    /// As `create`, recording `actor` in the audit log.
+    pub fn create_by(&self, name: &str, role: Role, actor: &str) -> Result<String> {
         if name.trim().is_empty() {
             bail!("give the token a name (who or what uses it)");
         }
@@ -109,7 +120,7 @@ impl Tokens {
         self.store.audit(store::AuditEntry {
             seq: 0,
             at_ms: 0,
-            actor: "cli".into(),
+            actor: actor.into(),
             action: "create".into(),
             kind: "token".into(),
             id: name.to_owned(),
@@ -127,10 +138,19 @@ impl Tokens {
 
     /// The name and role of `token`, if it is one.
     pub fn who(&self, token: &str) -> Result<Option<(String, Role)>> {
-        Ok(match self.store.definition(SPACE, &hash(token))? {
+        let key = hash(token);
+        if let Some(hit) = self.known.read().expect("token cache").get(&key) {
+            return Ok(Some(hit.clone()));
+        }
+        Ok(match self.store.definition(SPACE, &key)? {
             Some(rev) => {
                 let s: Stored = serde_json::from_str(&rev.body)?;
-                Some((s.name, s.role))
+                let who = (s.name, s.role);
+                self.known
+                    .write()
+                    .expect("token cache")
+                    .insert(key, who.clone());
+                Some(who)
             }
             None => None,
         })
@@ -154,6 +174,12 @@ impl Tokens {
 
     /// Revokes the tokens whose id (a prefix of the hash) or name is `which`.
     pub fn revoke(&self, which: &str) -> Result<usize> {
+        self.revoke_by(which, "cli")
+    }
+
+    /// As `revoke`, recording `actor` in the audit log.
+    pub fn revoke_by(&self, which: &str, actor: &str) -> Result<usize> {
+        self.known.write().expect("token cache").clear();
         let mut n = 0;
         for rev in self.store.definitions(SPACE)? {
             let s: Stored = serde_json::from_str(&rev.body)?;
@@ -163,7 +189,7 @@ impl Tokens {
                 self.store.audit(store::AuditEntry {
                     seq: 0,
                     at_ms: 0,
-                    actor: "cli".into(),
+                    actor: actor.into(),
                     action: "revoke".into(),
                     kind: "token".into(),
                     id: s.name.clone(),

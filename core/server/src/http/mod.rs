@@ -463,6 +463,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             aide::axum::routing::post_with(webhooks::ping, doc("Ping a webhook", "Queues a ping event to this webhook alone.")),
         )
         .api_route(
+            "/tokens",
+            get_with(work::list_tokens, doc("List tokens", "Each token's name, role and id; never the token (admins)."))
+                .post_with(work::create_token, doc("Make a token", "Makes a token with a role; the answer is the only time it is shown (admins).")),
+        )
+        .api_route(
+            "/tokens/{name}",
+            aide::axum::routing::delete_with(work::revoke_token, doc("Revoke tokens", "Revokes the tokens with this name or id (admins).")),
+        )
+        .api_route(
             "/audit",
             get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );

@@ -237,7 +237,7 @@ pub(crate) async fn install(
         audit(&state2, &caller, "install", &id, None, Some(&plugin.manifest.version));
         for (name, def) in crate::segments::shipped(&plugin.dir).unwrap_or_default() {
             if let Ok(None) = data.work.store.definition(crate::segments::SPACE, &name)
-                && let Err(e) = data.work.save(&name, &def, store::Expect::New)
+                && let Err(e) = data.work.save(&name, &def, store::Expect::New, &format!("plugin {id}"))
             {
                 tracing::warn!(segment = %name, plugin = %id, error = %format!("{e:#}"), "a shipped segment was not added");
             }
