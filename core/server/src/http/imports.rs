@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use model::EntityKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::problem::{Form, Path, Problem, Query};
+use super::problem::{Accepted, Form, Path, Problem, Query};
 use super::records::READERS;
 use super::{AppState, Caller, require};
 use crate::tokens::Role;
@@ -129,7 +129,7 @@ pub(crate) async fn start(
     Extension(caller): Extension<Caller>,
     Query(params): Query<ImportParams>,
     Form(mut multipart): Form,
-) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>), Problem> {
+) -> Result<Accepted<JobView>, Problem> {
     require(&caller, IMPORTERS, "import")?;
     let dir = tempfile::tempdir().map_err(Problem::internal)?;
     let mut names = Vec::new();
@@ -202,12 +202,10 @@ pub(crate) async fn start(
         .name(format!("crm-import-{id}"))
         .spawn(move || run(&state2, &job2, skip_invalid, &caller))
         .map_err(Problem::internal)?;
-    let location = format!("/api/v1/imports/{id}");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(job.snapshot()),
-    ))
+    Ok(Accepted {
+        location: Some(format!("/api/v1/imports/{id}")),
+        body: job.snapshot(),
+    })
 }
 
 /// Runs one import job to its end.

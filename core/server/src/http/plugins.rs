@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::problem::{Path, Problem};
+use super::problem::{Created, Path, Problem};
 use super::records::READERS;
 use super::{AppState, Caller, require};
 use crate::tokens::Role;
@@ -223,7 +223,7 @@ pub(crate) async fn install(
     Extension(caller): Extension<Caller>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<PluginView>), Problem> {
+) -> Result<Created<PluginView>, Problem> {
     require(&caller, MANAGERS, "install plugins")?;
     package_body(&headers, &body)?;
     let state2 = Arc::clone(&state);
@@ -247,7 +247,11 @@ pub(crate) async fn install(
     })
     .await
     .map_err(Problem::internal)??;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(Created {
+        location: format!("/api/v1/plugins/{}", view.id),
+        revision: None,
+        body: view,
+    })
 }
 
 /// `PUT /api/v1/plugins/{id}`: upgrades a plugin to an uploaded newer version.

@@ -442,3 +442,76 @@ impl OperationInput for Form {
         <axum::extract::Multipart as OperationInput>::operation_input(ctx, operation);
     }
 }
+
+/// 202 Accepted: the work goes on in the background; `location` says where
+/// to follow it.
+pub(crate) struct Accepted<T> {
+    pub location: Option<String>,
+    pub body: T,
+}
+
+impl<T: Serialize> IntoResponse for Accepted<T> {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::ACCEPTED, Json(self.body)).into_response();
+        if let Some(v) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        response
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Accepted<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        <Json<T> as OperationOutput>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(DocStatus::Code(202)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// 201 when something new was made, 200 when it was changed.
+pub(crate) struct Saved<T> {
+    pub created: bool,
+    pub body: T,
+}
+
+impl<T: Serialize> IntoResponse for Saved<T> {
+    fn into_response(self) -> Response {
+        let status = if self.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        (status, Json(self.body)).into_response()
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Saved<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        <Json<T> as OperationOutput>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| {
+                vec![
+                    (Some(DocStatus::Code(200)), r.clone()),
+                    (Some(DocStatus::Code(201)), r),
+                ]
+            })
+            .unwrap_or_default()
+    }
+}

@@ -27,7 +27,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use store::Store;
 
-use super::problem::{Body, Path, Problem, Query};
+use super::problem::{Accepted, Body, Path, Problem, Query, Saved};
 use super::{AppState, Caller, require};
 use crate::tokens::Role;
 
@@ -397,7 +397,7 @@ pub(crate) async fn put(
     Extension(caller): Extension<Caller>,
     Path(NamePath { name }): Path<NamePath>,
     Body(body): Body<WebhookBody>,
-) -> Result<(StatusCode, Json<WebhookView>), Problem> {
+) -> Result<Saved<WebhookView>, Problem> {
     require(&caller, MANAGERS, "manage webhooks")?;
     crate::segments::check_name(&name)
         .map_err(|e| Problem::bad_request("Invalid name", format!("{e:#}")).at("name"))?;
@@ -438,19 +438,15 @@ pub(crate) async fn put(
             .map(|s| public(&s)),
         after: Some(public(&sub)),
     })?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(WebhookView {
+    Ok(Saved {
+        created,
+        body: WebhookView {
             name,
             url: sub.url,
             events: sub.events,
             secret: created.then_some(sub.secret),
-        }),
-    ))
+        },
+    })
 }
 
 /// `DELETE /api/v1/webhooks/{name}`.
@@ -545,13 +541,18 @@ pub(crate) async fn deliveries(
     }))
 }
 
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Queued {
+    pub queued: bool,
+}
+
 /// `POST /api/v1/webhooks/{name}/ping`: queues a `ping` event to this
 /// webhook alone, to try it.
 pub(crate) async fn ping(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(NamePath { name }): Path<NamePath>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<Accepted<Queued>, Problem> {
     require(&caller, MANAGERS, "manage webhooks")?;
     let rev = state
         .store
@@ -561,8 +562,8 @@ pub(crate) async fn ping(
     state
         .webhooks
         .queue(&name, &sub, "ping", serde_json::json!({"by": caller.name}));
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"queued": true})),
-    ))
+    Ok(Accepted {
+        location: Some(format!("/api/v1/webhooks/{name}/deliveries")),
+        body: Queued { queued: true },
+    })
 }

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::problem::{Body, Path, Problem, Query, Tagged, if_match};
+use super::problem::{Body, Created, Path, Problem, Query, Tagged, if_match};
 use super::records::{IdPath, READERS, Revised};
 use super::{AppState, Caller, require};
 use crate::segments::SPACE;
@@ -803,7 +803,7 @@ pub(crate) async fn create_token(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Body(body): Body<TokenBody>,
-) -> Result<(StatusCode, Json<NewToken>), Problem> {
+) -> Result<Created<NewToken>, Problem> {
     require(&caller, &[], "manage tokens")?;
     if body.name.trim().is_empty() {
         return Err(Problem::new(
@@ -817,14 +817,15 @@ pub(crate) async fn create_token(
         .tokens
         .create_by(&body.name, body.role, &caller.actor().0)
         .map_err(|e| Problem::internal(format!("{e:#}")))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewToken {
+    Ok(Created {
+        location: "/api/v1/tokens".into(),
+        revision: None,
+        body: NewToken {
             token,
             name: body.name,
             role: body.role,
-        }),
-    ))
+        },
+    })
 }
 
 /// `DELETE /api/v1/tokens/{name}` (admins): revokes the tokens with this
