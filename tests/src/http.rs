@@ -1177,8 +1177,24 @@ fn plugins_are_uploaded_enabled_disabled_upgraded_and_removed() {
         (StatusCode::OK, Some(true))
     );
     plain["customer_id"] = "C9400002".into();
-    let (status, _, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &plain);
+    let (status, body, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &plain);
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Each missing field is named, as the path to it in the customer.
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"attributes.license_no"), "{body}");
+    assert!(fields.contains(&"attributes.monthly_quota"), "{body}");
+    assert_eq!(body["field"], fields[0]);
+    // A value the plugin's validate hook refuses: the licence of another region.
+    let mut elsewhere = customer("C9400003", "Wrong licence");
+    elsewhere["region"] = "Central".into();
+    let (status, body, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &elsewhere);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "attributes.license_no", "{body}");
 
     let (status, _) = api.delete("/api/v1/plugins/minimal", Role::Integrator, None);
     assert_eq!(status, StatusCode::NO_CONTENT);

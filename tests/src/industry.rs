@@ -659,7 +659,9 @@ fn custom_fields_are_checked_on_import_and_on_every_write() {
     let (_, err, ok) = put(&f.db, &no_quota);
     assert!(!ok);
     assert!(
-        err.contains("stdin line 1: attributes: tobacco-retail: /monthly_quota: \"many\" is not of type \"integer\""),
+        err.contains(
+            "stdin line 1: attributes.monthly_quota: \"many\" is not of type \"integer\" (tobacco-retail)"
+        ),
         "{err}"
     );
 
@@ -673,7 +675,7 @@ fn custom_fields_are_checked_on_import_and_on_every_write() {
     let (_, err, ok) = put(&f.db, &moved);
     assert!(!ok);
     assert!(
-        err.contains("tobacco-retail refuses it: license_no: "),
+        err.contains("attributes.license_no: ") && err.contains("(tobacco-retail)"),
         "{err}"
     );
     assert!(

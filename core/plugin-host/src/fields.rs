@@ -136,6 +136,37 @@ impl Fields {
             .collect()
     }
 
+    /// As `check`, each problem with the field it is about (the missing one,
+    /// for a required field) and the message.
+    pub fn issues(&self, attributes: &Map<String, Value>) -> Vec<(String, String)> {
+        let mut mine = Map::new();
+        for key in &self.owned {
+            if let Some(v) = attributes.get(key) {
+                mine.insert(key.clone(), v.clone());
+            }
+        }
+        let mine = Value::Object(mine);
+        self.validator
+            .iter_errors(&mine)
+            .map(|e| {
+                let field = match e.kind() {
+                    jsonschema::error::ValidationErrorKind::Required { property } => {
+                        property.as_str().unwrap_or_default().to_owned()
+                    }
+                    _ => e
+                        .instance_path()
+                        .to_string()
+                        .trim_start_matches('/')
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                };
+                (field, e.to_string())
+            })
+            .collect()
+    }
+
     /// Whether `value` fits field `field`.
     pub fn check_value(&self, field: &str, value: &Value) -> Result<(), String> {
         let Some(validator) = self.per_field.get(field) else {

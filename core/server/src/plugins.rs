@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use analysis::snapshot::NONE;
 use analysis::{Context, Scope, Snapshot};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use crm_sdk::wire;
 use model::{AcquisitionChannel, Gender, Record, SalesChannel};
 use plugin_host::{LoadedPlugin, Registry};
@@ -218,6 +218,65 @@ impl transfer::Rules for FieldRules {
     }
 }
 
+/// Why a customer being written is refused: each problem with its field
+/// (`attributes.license_no`, `region`) and message.
+#[derive(Debug)]
+pub struct Refused {
+    pub issues: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all: Vec<String> = self
+            .issues
+            .iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect();
+        f.write_str(&all.join("; "))
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The customer's fields that are not attributes.
+const CORE_FIELDS: [&str; 9] = [
+    "customer_id",
+    "name",
+    "gender",
+    "birth_date",
+    "region",
+    "city",
+    "channel",
+    "joined_at",
+    "tier",
+];
+
+fn field_path(field: &str) -> String {
+    if CORE_FIELDS.contains(&field) || field.starts_with("attributes") {
+        field.to_owned()
+    } else {
+        format!("attributes.{field}")
+    }
+}
+
+impl FieldRules {
+    /// The problems of the plugins' fields, each with its field.
+    pub fn issues(&self, attributes: &Map<String, Value>) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        for plugin in &self.plugins {
+            if let Some(fields) = &plugin.fields {
+                issues.extend(
+                    fields
+                        .issues(attributes)
+                        .into_iter()
+                        .map(|(f, m)| (field_path(&f), format!("{} ({})", m, plugin.id()))),
+                );
+            }
+        }
+        issues
+    }
+}
+
 /// A customer being written, as the validate hook sees it: its fields and
 /// attributes, without metrics or lines.
 fn written(customer: &model::Customer) -> wire::Customer<'_> {
@@ -265,12 +324,19 @@ pub fn validate_write(
             .expect("the host checks one result per customer")
             .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
         if !verdict.issues.is_empty() {
-            let issues: Vec<String> = verdict
-                .issues
-                .iter()
-                .map(|i| format!("{}: {}", i.field, i.message))
-                .collect();
-            bail!("{} refuses it: {}", plugin.id(), issues.join("; "));
+            return Err(Refused {
+                issues: verdict
+                    .issues
+                    .iter()
+                    .map(|i| {
+                        (
+                            field_path(&i.field),
+                            format!("{} ({})", i.message, plugin.id()),
+                        )
+                    })
+                    .collect(),
+            }
+            .into());
         }
         if !verdict.patches.is_empty() {
             let mut attributes = customer.attributes.to_value();
@@ -288,9 +354,9 @@ pub fn validate_write(
                 .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
         }
     }
-    let problems = rules.check(&customer.attributes.to_value());
-    if !problems.is_empty() {
-        bail!("attributes: {}", problems.join("; "));
+    let issues = rules.issues(&customer.attributes.to_value());
+    if !issues.is_empty() {
+        return Err(Refused { issues }.into());
     }
     Ok(customer)
 }

@@ -29,6 +29,16 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every field at fault, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldIssue>,
+}
+
+/// One field at fault and why.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FieldIssue {
+    pub field: String,
+    pub message: String,
 }
 
 /// A problem as the API sends it (`application/problem+json`).
@@ -43,9 +53,13 @@ pub struct ProblemDoc {
     status: u16,
     /// What exactly is wrong, in words.
     detail: String,
-    /// The field of the request at fault, when there is one.
+    /// The field of the request at fault, when there is one
+    /// (`attributes.license_no` for an attribute).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// Every field at fault, when a rule refuses several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldIssue>,
 }
 
 impl Problem {
@@ -56,6 +70,7 @@ impl Problem {
             title,
             detail: detail.into(),
             field: None,
+            errors: Vec::new(),
         }
     }
 

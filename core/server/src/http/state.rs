@@ -112,16 +112,29 @@ impl AppState {
         let registry = &data.work.registry;
         let rules = crate::plugins::FieldRules::of(registry);
         crate::plugins::validate_write(registry, &rules, customer).map_err(|e| {
-            let text = format!("{e:#}");
-            // "attributes.store_type: ..." names the field.
-            let field = text
-                .split_once(':')
-                .map(|(f, _)| f.trim().to_owned())
-                .filter(|f| !f.contains(' '));
-            let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Refused by a rule", text);
-            match field {
-                Some(f) => p.at(f),
-                None => p,
+            match e.downcast_ref::<crate::plugins::Refused>() {
+                Some(refused) => {
+                    let mut p = Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Refused by a rule",
+                        refused.to_string(),
+                    );
+                    p.field = refused.issues.first().map(|(f, _)| f.clone());
+                    p.errors = refused
+                        .issues
+                        .iter()
+                        .map(|(field, message)| super::problem::FieldIssue {
+                            field: field.clone(),
+                            message: message.clone(),
+                        })
+                        .collect();
+                    p
+                }
+                None => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Refused by a plugin",
+                    format!("{e:#}"),
+                ),
             }
         })
     }
