@@ -1189,6 +1189,12 @@ fn plugins_are_uploaded_enabled_disabled_upgraded_and_removed() {
     assert!(fields.contains(&"attributes.license_no"), "{body}");
     assert!(fields.contains(&"attributes.monthly_quota"), "{body}");
     assert_eq!(body["field"], fields[0]);
+    // A field the plugin computes cannot be set.
+    let mut computed = customer("C9400004", "Sets a computed field");
+    computed["attributes"]["quota_utilisation"] = 0.5.into();
+    let (status, body, _) = api.write("POST", "/api/v1/customers", Role::Agent, None, &computed);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "attributes.quota_utilisation", "{body}");
     // A value the plugin's validate hook refuses: the licence of another region.
     let mut elsewhere = customer("C9400003", "Wrong licence");
     elsewhere["region"] = "Central".into();

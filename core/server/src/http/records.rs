@@ -155,9 +155,65 @@ fn checked<T: Entity>(state: &AppState, record: T) -> Result<Record, Problem> {
         .at(p.field));
     }
     match record {
-        Record::Customer(c) => state.checked_customer(c).map(Record::Customer),
+        Record::Customer(c) => {
+            read_only_unchanged(state, &c)?;
+            state.checked_customer(c).map(Record::Customer)
+        }
         other => Ok(other),
     }
+}
+
+/// Refuses a write that sets a field the plugins compute (their derived
+/// fields, or fields their schema marks readOnly) to anything but its
+/// stored value, so that a record read and written back passes.
+fn read_only_unchanged(state: &AppState, customer: &Customer) -> Result<(), Problem> {
+    let computed: Vec<(String, String)> = {
+        let data = state.read();
+        data.work
+            .registry
+            .enabled()
+            .iter()
+            .flat_map(|p| {
+                let mut names: Vec<String> = p.manifest.hooks.derive.clone();
+                if let Some(fields) = &p.fields
+                    && let Some(props) = fields.schema["properties"].as_object()
+                {
+                    names.extend(
+                        props
+                            .iter()
+                            .filter(|(_, v)| v["readOnly"] == true)
+                            .map(|(k, _)| k.clone()),
+                    );
+                }
+                names
+                    .into_iter()
+                    .map(|n| (n, p.id().to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    if computed.is_empty() {
+        return Ok(());
+    }
+    let given = customer.attributes.to_value();
+    let stored = match state
+        .store
+        .get(EntityKind::Customer, customer.customer_id.as_str())?
+    {
+        Some(Record::Customer(c)) => c.attributes.to_value(),
+        _ => serde_json::Map::new(),
+    };
+    for (field, plugin) in computed {
+        if given.get(&field) != stored.get(&field) && given.contains_key(&field) {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Read-only field",
+                format!("{field} is computed by plugin {plugin} and cannot be set"),
+            )
+            .at(format!("attributes.{field}")));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/{kind}`: creates a record (409 when the id is taken).
