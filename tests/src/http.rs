@@ -134,6 +134,20 @@ fn health_readiness_and_metrics_need_no_token() {
         text.contains("crm_records{kind=\"customers\"} 200"),
         "{text}"
     );
+    // A customer 360 calls the plugin's score: counted per plugin.
+    api.send(
+        "GET",
+        "/api/v1/customers/C0000001/view",
+        Some(api.token(Role::Viewer)),
+        HERE,
+    );
+    let (_, _, body) = api.send("GET", "/metrics", None, HERE);
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains("crm_plugin_calls_total{plugin=\"tobacco-retail\"}"),
+        "{text}"
+    );
+    assert!(text.contains("crm_plugin_failures_total{plugin=\"tobacco-retail\"} 0"));
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub struct Registry {
     state: Mutex<State>,
     loaded: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Calls and failed calls per plugin since the registry was opened.
+    totals: Mutex<HashMap<String, (u64, u64)>>,
     /// Load problems of plugins that are enabled but could not be loaded.
     broken: Mutex<HashMap<String, String>>,
 }
@@ -88,6 +90,7 @@ impl Registry {
             state: Mutex::new(State::default()),
             loaded: RwLock::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            totals: Mutex::new(HashMap::new()),
             broken: Mutex::new(HashMap::new()),
         };
         for (id, entry) in state.plugins.iter().filter(|(_, e)| e.enabled) {
@@ -398,6 +401,14 @@ impl Registry {
     /// Counts a call's outcome: a plugin that misbehaves too many calls in a
     /// row is disabled.
     pub fn record<T>(&self, id: &str, outcome: &Result<T, PluginError>) {
+        {
+            let mut totals = self.totals.lock().expect("registry lock");
+            let t = totals.entry(id.to_owned()).or_default();
+            t.0 += 1;
+            if outcome.is_err() {
+                t.1 += 1;
+            }
+        }
         let mut failures = self.failures.lock().expect("registry lock");
         match outcome {
             Err(e) if e.is_plugin_fault() => {
@@ -414,6 +425,17 @@ impl Registry {
                 failures.remove(id);
             }
         }
+    }
+
+    /// Calls and failed calls per plugin since the registry was opened.
+    pub fn call_totals(&self) -> Vec<(String, u64, u64)> {
+        let totals = self.totals.lock().expect("registry lock");
+        let mut all: Vec<(String, u64, u64)> = totals
+            .iter()
+            .map(|(id, (calls, failed))| (id.clone(), *calls, *failed))
+            .collect();
+        all.sort();
+        all
     }
 
     /// Runs `call` on a loaded plugin and counts its outcome towards the

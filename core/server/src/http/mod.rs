@@ -51,14 +51,19 @@ pub const MAX_BODY: usize = 1 << 20;
 /// Request counts and latencies, by route and status class.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<std::collections::BTreeMap<(String, u16), (u64, f64)>>,
+    /// By route, then status: requests and seconds.
+    requests: Mutex<std::collections::HashMap<String, std::collections::BTreeMap<u16, (u64, f64)>>>,
     in_flight: AtomicU64,
 }
 
 impl Metrics {
     fn record(&self, route: &str, status: u16, seconds: f64) {
         let mut m = self.requests.lock().expect("metrics lock");
-        let e = m.entry((route.to_owned(), status)).or_default();
+        let by_status = match m.get_mut(route) {
+            Some(by_status) => by_status,
+            None => m.entry(route.to_owned()).or_default(),
+        };
+        let e = by_status.entry(status).or_default();
         e.0 += 1;
         e.1 += seconds;
     }
@@ -201,7 +206,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "# HELP crm_http_requests_total HTTP requests by route and status."
     );
     let _ = writeln!(out, "# TYPE crm_http_requests_total counter");
-    let requests = state.metrics.requests.lock().expect("metrics lock").clone();
+    let requests: std::collections::BTreeMap<(String, u16), (u64, f64)> = state
+        .metrics
+        .requests
+        .lock()
+        .expect("metrics lock")
+        .iter()
+        .flat_map(|(route, by_status)| {
+            by_status
+                .iter()
+                .map(move |(status, v)| ((route.clone(), *status), *v))
+        })
+        .collect();
     for ((route, status), (n, _)) in &requests {
         let _ = writeln!(
             out,
@@ -233,6 +249,20 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         if let Ok(n) = state.store.count(kind) {
             let _ = writeln!(out, "crm_records{{kind=\"{}\"}} {n}", kind.plural());
         }
+    }
+    let totals = state.read().work.registry.call_totals();
+    let _ = writeln!(out, "# HELP crm_plugin_calls_total Calls into each plugin.");
+    let _ = writeln!(out, "# TYPE crm_plugin_calls_total counter");
+    for (id, calls, _) in &totals {
+        let _ = writeln!(out, "crm_plugin_calls_total{{plugin=\"{id}\"}} {calls}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP crm_plugin_failures_total Calls into each plugin that failed."
+    );
+    let _ = writeln!(out, "# TYPE crm_plugin_failures_total counter");
+    for (id, _, failed) in &totals {
+        let _ = writeln!(out, "crm_plugin_failures_total{{plugin=\"{id}\"}} {failed}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
