@@ -48,11 +48,14 @@ use crate::tokens::Role;
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Requests and the seconds they took, by status.
+type ByStatus = std::collections::BTreeMap<u16, (u64, f64)>;
+
 /// Request counts and latencies, by route and status class.
 #[derive(Default)]
 pub struct Metrics {
     /// By route, then status: requests and seconds.
-    requests: Mutex<std::collections::HashMap<String, std::collections::BTreeMap<u16, (u64, f64)>>>,
+    requests: Mutex<std::collections::HashMap<String, ByStatus>>,
     in_flight: AtomicU64,
 }
 
