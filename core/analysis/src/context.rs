@@ -165,7 +165,7 @@ impl<'s> Context<'s> {
     pub fn scores(&self) -> &[Scores] {
         self.scores.get_or_init(|| {
             let activity = self.activity();
-            let rank = &self.s.customers.rank;
+            let rank = self.s.customers.rank();
             let buyers = self.buyers();
             let n = buyers.len();
             let mut res = vec![Scores::default(); self.s.customers.len()];

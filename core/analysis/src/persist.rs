@@ -210,6 +210,8 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
     out.array(&[snapshot.store])?;
 
     let c = &snapshot.customers;
+    let by_id = c.in_id_order();
+    let rank = c.rank().to_vec();
     write_strings(&mut out, &c.ids)?;
     write_strings(&mut out, &c.names)?;
     write_strings(&mut out, &c.attributes)?;
@@ -221,8 +223,8 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
         &c.channel,
         &c.joined,
         &c.tier,
-        &c.by_id,
-        &c.rank,
+        &by_id,
+        &rank,
     ] {
         column.write_to(&mut out)?;
     }
@@ -303,6 +305,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         attributes: read_strings(&mut input)?,
         ..Customers::default()
     };
+    let mut rank: Vec<u32> = Vec::new();
     {
         let c = &mut customers;
         for column in [
@@ -314,11 +317,13 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
             &mut c.joined,
             &mut c.tier,
             &mut c.by_id,
-            &mut c.rank,
+            &mut rank,
         ] {
             column.read_from(&mut input)?;
         }
     }
+    let n_rank = rank.len();
+    customers.rank = std::sync::OnceLock::from(rank);
     let tables: SmallTables = input.small()?;
     let mut txns = Lines::<TxnCols> {
         start: input.array()?,
@@ -353,7 +358,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         customers.joined.len(),
         customers.tier.len(),
         customers.by_id.len(),
-        customers.rank.len(),
+        n_rank,
     ]
     .iter()
     .all(|&len| len == n)

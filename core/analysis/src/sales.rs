@@ -201,7 +201,7 @@ pub(crate) fn rfm_top(ctx: &Context<'_>) -> Table {
     ]);
     let activity = ctx.activity();
     let scores = ctx.scores();
-    let rank = &ctx.s.customers.rank;
+    let rank = ctx.s.customers.rank();
     for ci in top(&ctx.buyers(), 20, |&ci| {
         (Reverse(activity[ci as usize].revenue), rank[ci as usize])
     }) {
@@ -222,7 +222,7 @@ pub(crate) fn rfm_top(ctx: &Context<'_>) -> Table {
 pub(crate) fn pareto(ctx: &Context<'_>) -> Table {
     let mut t = Table::new(&["n", "k", "top_revenue", "total_revenue", "top_share"]);
     let activity = ctx.activity();
-    let rank = &ctx.s.customers.rank;
+    let rank = ctx.s.customers.rank();
     let buyers = ctx.buyers();
     if buyers.is_empty() {
         return t;
@@ -313,7 +313,10 @@ pub(crate) fn profitability_top(ctx: &Context<'_>) -> Table {
     let c = &ctx.s.customers;
     let margin = |a: &Activity| a.revenue - a.cost;
     for ci in top(&ctx.buyers(), 10, |&ci| {
-        (Reverse(margin(&activity[ci as usize])), c.rank[ci as usize])
+        (
+            Reverse(margin(&activity[ci as usize])),
+            c.rank()[ci as usize],
+        )
     }) {
         let a = &activity[ci as usize];
         t.push(vec![

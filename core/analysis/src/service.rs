@@ -239,7 +239,7 @@ pub(crate) fn satisfaction(ctx: &Context<'_>) -> Table {
         return t;
     }
     let k = rated.len().div_ceil(5);
-    let rank = &ctx.s.customers.rank;
+    let rank = ctx.s.customers.rank();
     // Ratings are in [1, 5]: their bits order them.
     let top_k = top(&rated, k, |&(ci, r)| {
         (Reverse(r.to_bits()), rank[ci as usize])

@@ -307,11 +307,18 @@ pub struct Customers {
     pub channel: Vec<u8>,
     pub joined: Vec<i32>,
     pub tier: Vec<u32>,
-    /// Customer rows in id order.
+    /// Customer rows in id order (but those in `recent`).
     pub(crate) by_id: Vec<u32>,
-    /// Position of each row in id order: ties between customers are broken by id.
-    pub rank: Vec<u32>,
+    /// Rows added since `by_id` was last merged, by id: adding a customer
+    /// does not move the rows of all the others.
+    pub(crate) recent: std::collections::BTreeMap<String, u32>,
+    /// Position of each row in id order (ties between customers are broken
+    /// by id); worked out again after customers are added.
+    pub(crate) rank: std::sync::OnceLock<Vec<u32>>,
 }
+
+/// Customers added before `recent` is merged into `by_id`.
+const RECENT: usize = 4096;
 
 impl Customers {
     pub fn len(&self) -> usize {
@@ -328,6 +335,44 @@ impl Customers {
             .binary_search_by(|&ci| self.ids.get(ci as usize).cmp(id))
             .ok()
             .map(|p| self.by_id[p])
+            .or_else(|| self.recent.get(id).copied())
+    }
+
+    /// Each row's position in id order.
+    pub fn rank(&self) -> &[u32] {
+        self.rank.get_or_init(|| {
+            let mut rank = vec![0; self.len()];
+            for (p, ci) in self.in_id_order().into_iter().enumerate() {
+                rank[ci as usize] = p as u32;
+            }
+            rank
+        })
+    }
+
+    /// Every row in id order.
+    pub fn in_id_order(&self) -> Vec<u32> {
+        if self.recent.is_empty() {
+            return self.by_id.clone();
+        }
+        let mut merged = Vec::with_capacity(self.by_id.len() + self.recent.len());
+        let mut recent = self.recent.iter().peekable();
+        for &ci in &self.by_id {
+            let id = self.ids.get(ci as usize);
+            while let Some((_, &r)) = recent.next_if(|(rid, _)| rid.as_str() < id) {
+                merged.push(r);
+            }
+            merged.push(ci);
+        }
+        merged.extend(recent.map(|(_, &r)| r));
+        merged
+    }
+
+    /// Merges the recently added rows into `by_id`.
+    pub(crate) fn merge_recent(&mut self) {
+        if !self.recent.is_empty() {
+            self.by_id = self.in_id_order();
+            self.recent.clear();
+        }
     }
 
     pub fn id(&self, ci: u32) -> &str {
@@ -436,12 +481,8 @@ impl Snapshot {
         let tier = d.tier.code(&customer.tier);
         let birth = customer.birth_date.map_or(NO_DAY, Date::days);
         let id = customer.customer_id.as_str();
-        match c
-            .by_id
-            .binary_search_by(|&ci| c.ids.get(ci as usize).cmp(id))
-        {
-            Ok(p) => {
-                let ci = c.by_id[p];
+        match c.find(id) {
+            Some(ci) => {
                 let i = ci as usize;
                 c.names.set(i, &customer.name);
                 c.attributes.set(i, customer.attributes.as_str());
@@ -454,7 +495,7 @@ impl Snapshot {
                 c.tier[i] = tier;
                 ci
             }
-            Err(p) => {
+            None => {
                 let ci = c.len() as u32;
                 c.ids.push(id);
                 c.names.push(&customer.name);
@@ -466,14 +507,11 @@ impl Snapshot {
                 c.channel.push(customer.channel.index());
                 c.joined.push(customer.joined_at.days());
                 c.tier.push(tier);
-                c.by_id.insert(p, ci);
-                // Ranks at and after the insertion point move up by one.
-                for r in &mut c.rank {
-                    if *r as usize >= p {
-                        *r += 1;
-                    }
+                c.recent.insert(id.to_owned(), ci);
+                if c.recent.len() >= RECENT {
+                    c.merge_recent();
                 }
-                c.rank.push(p as u32);
+                c.rank = std::sync::OnceLock::new();
                 self.activity.push(Activity::default());
                 ci
             }
@@ -622,6 +660,7 @@ impl Snapshot {
         self.txns.compact(n);
         self.interactions.compact(n);
         let c = &mut self.customers;
+        c.merge_recent();
         c.ids.compacted();
         c.names.compacted();
         c.attributes.compacted();
@@ -646,7 +685,9 @@ impl Snapshot {
         total += c.gender.capacity() + c.channel.capacity();
         total += 4
             * (c.birth.capacity() + c.region.capacity() + c.city.capacity() + c.joined.capacity());
-        total += 4 * (c.tier.capacity() + c.by_id.capacity() + c.rank.capacity());
+        total +=
+            4 * (c.tier.capacity() + c.by_id.capacity() + c.rank.get().map_or(0, Vec::capacity));
+        total += c.recent.len() * 48;
         for column in self.txns.main.columns() {
             total += column.bytes();
         }
@@ -687,7 +728,6 @@ impl Builder {
         c.joined.push(customer.joined_at.days());
         c.tier.push(d.tier.code(&customer.tier));
         c.by_id.push(ci);
-        c.rank.push(ci);
     }
 
     pub fn product(&mut self, product: &Product) {

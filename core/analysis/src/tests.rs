@@ -881,3 +881,42 @@ fn a_checkpoint_reads_back_the_same_snapshot_and_refuses_damage() {
     let truncated = &bytes[..bytes.len() - 100];
     assert!(crate::persist::read(&mut &truncated[..], truncated.len() as u64).is_err());
 }
+
+#[test]
+fn customers_added_one_by_one_are_found_and_ranked_as_if_built_together() {
+    // Ids added out of order, enough to merge the recent ones several times.
+    let ids: Vec<String> = (0..10_000u32)
+        .map(|i| format!("K{:05}", (i * 7_919) % 10_000))
+        .collect();
+    let mut built = Builder::new();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    for id in &sorted[..100] {
+        built.customer(&customer(id, "F", None, "North", "2024-01-01", "gold"));
+    }
+    let mut snapshot = built.lines().finish();
+    for id in &ids {
+        snapshot.upsert_customer(&customer(id, "F", None, "North", "2024-01-01", "gold"));
+    }
+    let c = &snapshot.customers;
+    assert_eq!(c.len(), 10_000);
+    let order = c.in_id_order();
+    let in_order: Vec<&str> = order.iter().map(|&r| c.id(r)).collect();
+    let want: Vec<&str> = sorted.iter().map(String::as_str).collect();
+    assert_eq!(in_order, want);
+    for (p, &row) in order.iter().enumerate() {
+        assert_eq!(c.rank()[row as usize], p as u32);
+        assert_eq!(c.find(c.id(row)), Some(row));
+    }
+    assert_eq!(c.find("K99999"), None);
+    // A checkpoint keeps the order.
+    snapshot.compact();
+    let mut bytes = Vec::new();
+    crate::persist::write(&snapshot, &mut bytes).unwrap();
+    let back = crate::persist::read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
+    assert_eq!(back.customers.rank(), snapshot.customers.rank());
+    assert_eq!(
+        back.customers.find("K04242"),
+        snapshot.customers.find("K04242")
+    );
+}
