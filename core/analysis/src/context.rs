@@ -44,6 +44,39 @@ pub struct Activity {
     pub quantity: u64,
 }
 
+/// R, F and M scores of the `buyers` (rows), given every row's activity and
+/// rank in id order: buyers are ranked from worst to best (recency
+/// descending, frequency ascending, monetary ascending), ties by customer
+/// id; score = 1 + 5 * (rank - 1) / n. Rows not among the buyers get 0.
+pub fn rfm_scores(
+    activity: &[Activity],
+    rank: &[u32],
+    buyers: &[u32],
+    as_of: Option<Date>,
+) -> Vec<Scores> {
+    let as_of = as_of.map_or(0, Date::days);
+    let n = buyers.len();
+    let mut res = vec![Scores::default(); activity.len()];
+    let score = |position: usize| (1 + 5 * position / n) as u8;
+    let mut order = buyers.to_vec();
+    order.par_sort_unstable_by_key(|&ci| {
+        let recency = (as_of - activity[ci as usize].last_day) as i64;
+        (std::cmp::Reverse(recency), rank[ci as usize])
+    });
+    for (p, &ci) in order.iter().enumerate() {
+        res[ci as usize].r = score(p);
+    }
+    order.par_sort_unstable_by_key(|&ci| (activity[ci as usize].baskets, rank[ci as usize]));
+    for (p, &ci) in order.iter().enumerate() {
+        res[ci as usize].f = score(p);
+    }
+    order.par_sort_unstable_by_key(|&ci| (activity[ci as usize].revenue, rank[ci as usize]));
+    for (p, &ci) in order.iter().enumerate() {
+        res[ci as usize].m = score(p);
+    }
+    res
+}
+
 /// R, F and M scores (1..5, 5 best) of a buyer; 0 for non-buyers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scores {
@@ -164,33 +197,13 @@ impl<'s> Context<'s> {
     /// ties by customer id; score = 1 + 5 * (rank - 1) / n.
     pub fn scores(&self) -> &[Scores] {
         self.scores.get_or_init(|| {
-            let activity = self.activity();
-            let rank = self.s.customers.rank();
             let buyers = self.buyers();
-            let n = buyers.len();
-            let mut res = vec![Scores::default(); self.s.customers.len()];
-            let score = |position: usize| (1 + 5 * position / n) as u8;
-            let mut order = buyers.clone();
-            order.par_sort_unstable_by_key(|&ci| {
-                (
-                    std::cmp::Reverse(self.recency(&activity[ci as usize])),
-                    rank[ci as usize],
-                )
-            });
-            for (p, &ci) in order.iter().enumerate() {
-                res[ci as usize].r = score(p);
-            }
-            order
-                .par_sort_unstable_by_key(|&ci| (activity[ci as usize].baskets, rank[ci as usize]));
-            for (p, &ci) in order.iter().enumerate() {
-                res[ci as usize].f = score(p);
-            }
-            order
-                .par_sort_unstable_by_key(|&ci| (activity[ci as usize].revenue, rank[ci as usize]));
-            for (p, &ci) in order.iter().enumerate() {
-                res[ci as usize].m = score(p);
-            }
-            res
+            rfm_scores(
+                self.activity(),
+                self.s.customers.rank(),
+                &buyers,
+                self.as_of,
+            )
         })
     }
 

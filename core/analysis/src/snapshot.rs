@@ -643,6 +643,11 @@ impl Snapshot {
     }
 
     /// The day after the last transaction's day.
+    /// Each customer's activity over all their lines, by row.
+    pub fn activity(&self) -> &[Activity] {
+        &self.activity
+    }
+
     pub fn default_as_of(&self) -> Option<Date> {
         self.last_ts
             .map(|ts| Date::from_days(crate::context::day(ts) + 1))

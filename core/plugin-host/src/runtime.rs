@@ -164,6 +164,10 @@ fn config(pooling: bool) -> Config {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        // Each call gets a fresh instance: copying the (small) data segments
+        // into memory kept resident is cheaper than mapping the image anew,
+        // whose unmapping flushes the TLB of every core.
+        .memory_init_cow(false)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
@@ -173,7 +177,8 @@ fn config(pooling: bool) -> Config {
             .total_tables(1000)
             .max_memory_size((MAX_MEMORY_MIB as usize) << 20)
             .max_component_instance_size(1 << 20)
-            .linear_memory_keep_resident(4 << 20);
+            .linear_memory_keep_resident(16 << 20)
+            .table_keep_resident(1 << 16);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

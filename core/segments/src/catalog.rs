@@ -45,7 +45,7 @@ pub enum Reach {
     Own,
     /// Also the as-of day (recency, age, churn risk).
     AsOf,
-    /// Also every other customer (ranks, plugin scores).
+    /// Also every other customer (ranks).
     Population,
 }
 
@@ -310,7 +310,10 @@ impl Catalog {
                     model: model.to_owned(),
                     band,
                 },
-                reach: Reach::Population,
+                // A plugin scores each customer from their own profile,
+                // attributes and metrics (which depend on the as-of day) and
+                // the product list; whoever changes products refreshes all.
+                reach: Reach::AsOf,
                 values: Vec::new(),
             });
             problems.extend(added.err());

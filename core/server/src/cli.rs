@@ -112,6 +112,10 @@ enum Command {
         /// before the address gets 429 for the rest of the minute
         #[arg(long, default_value_t = crate::http::FAILURES_PER_MINUTE)]
         failed_sign_ins: u32,
+        /// Memory for the store's cache of pages, in MiB (records read
+        /// again are served from it instead of the disk)
+        #[arg(long, default_value_t = 1024)]
+        cache_mib: u64,
     },
     /// The audit log: who changed what and when, newest first
     Audit {
@@ -672,8 +676,20 @@ fn run(command: Command) -> Result<()> {
             db,
             addr,
             failed_sign_ins,
+            cache_mib,
         } => {
-            let store = open_store(&db.db, false)?;
+            if !db.db.exists() {
+                bail!(
+                    "no store at {} (create one with `crm import --db {} DIR`)",
+                    db.db.display(),
+                    db.db.display()
+                );
+            }
+            let options = store::Options {
+                cache_bytes: cache_mib << 20,
+            };
+            let store = store::open(&db.db, &options)
+                .with_context(|| format!("opening the store at {}", db.db.display()))?;
             let opened = open_snapshot(&*store, &db.db)?;
             eprintln!("{}", describe_readiness(&opened));
             let registry = crate::plugins::registry(&db.db)?;

@@ -29,10 +29,43 @@ pub struct Views<'s> {
     snapshot: &'s Snapshot,
     ctx: Context<'s>,
     products: Vec<wire::Product<'s>>,
+    /// R, F and M scores of every buyer worked out before, if given: else
+    /// they are worked out (sorting all buyers) the first time one is read.
+    rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
 }
 
 impl<'s> Views<'s> {
     pub fn new(snapshot: &'s Snapshot) -> Views<'s> {
+        Views::with(snapshot, Scope::default(), None)
+    }
+
+    /// Views for the customers `rows` alone, with R, F and M scores worked
+    /// out before (a long-running server keeps them).
+    pub fn for_rows(
+        snapshot: &'s Snapshot,
+        rows: &[u32],
+        rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
+    ) -> Views<'s> {
+        let scope = Scope {
+            as_of: None,
+            customers: Some(rows.to_vec()),
+        };
+        Views::with(snapshot, scope, rfm)
+    }
+
+    /// Views of every customer, with R, F and M scores worked out before.
+    pub fn with_rfm(
+        snapshot: &'s Snapshot,
+        rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
+    ) -> Views<'s> {
+        Views::with(snapshot, Scope::default(), rfm)
+    }
+
+    fn with(
+        snapshot: &'s Snapshot,
+        scope: Scope,
+        rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
+    ) -> Views<'s> {
         let p = &snapshot.products;
         let products = (0..p.len())
             .map(|i| wire::Product {
@@ -47,8 +80,9 @@ impl<'s> Views<'s> {
             .collect();
         Views {
             snapshot,
-            ctx: Context::new(snapshot, &Scope::default()),
+            ctx: Context::new(snapshot, &scope),
             products,
+            rfm,
         }
     }
 
@@ -57,18 +91,30 @@ impl<'s> Views<'s> {
         let lines_days = plugin.manifest.inputs.lines_days as i32;
         let inputs = plugin.manifest.inputs.customer_bits();
         let as_of = self.ctx.as_of.map_or(0, |d| d.days());
+        let mut customers: Vec<wire::Customer<'s>> = rows
+            .iter()
+            .map(|&ci| self.customer(ci, as_of - lines_days, lines_days > 0, inputs))
+            .collect();
+        // Only the products the lines refer to travel, renumbered in the
+        // order they are first met (a customer or two refer to a handful).
+        let mut products = Vec::new();
+        if lines_days > 0 {
+            let mut position = vec![u32::MAX; self.products.len()];
+            for line in customers.iter_mut().flat_map(|c| c.lines.iter_mut()) {
+                let Some(slot) = position.get_mut(line.product as usize) else {
+                    continue;
+                };
+                if *slot == u32::MAX {
+                    *slot = products.len() as u32;
+                    products.push(self.products[line.product as usize].clone());
+                }
+                line.product = *slot;
+            }
+        }
         wire::Batch {
             as_of,
-            // Products travel only when lines refer to them.
-            products: if lines_days > 0 {
-                self.products.clone()
-            } else {
-                Vec::new()
-            },
-            customers: rows
-                .iter()
-                .map(|&ci| self.customer(ci, as_of - lines_days, lines_days > 0, inputs))
-                .collect(),
+            products,
+            customers,
         }
     }
 
@@ -123,7 +169,25 @@ impl<'s> Views<'s> {
             customer.attributes = Cow::Borrowed(c.attributes.get(i));
         }
         if inputs & wire::inputs::METRICS != 0 {
-            let m = analysis::customer_metrics(&self.ctx, ci);
+            let m = match &self.rfm {
+                None => analysis::customer_metrics(&self.ctx, ci),
+                Some(rfm) => {
+                    let mut m = analysis::customer_metrics_of(
+                        &self.ctx,
+                        ci,
+                        analysis::Parts {
+                            scores: false,
+                            interactions: true,
+                        },
+                    );
+                    if m.lines > 0
+                        && let Some(s) = rfm.get(i)
+                    {
+                        (m.r, m.f, m.m) = (Some(s.r), Some(s.f), Some(s.m));
+                    }
+                    m
+                }
+            };
             customer.metrics = wire::Metrics {
                 revenue: m.revenue.cents(),
                 cost: m.cost.cents(),

@@ -42,6 +42,23 @@ pub struct AppState {
     pub(crate) jobs: super::imports::Jobs,
     pub(crate) webhooks: Arc<super::webhooks::Webhooks>,
     pub(crate) memberships: super::live::Memberships,
+    /// Grows whenever lines change (their customers' activity with them).
+    lines_generation: AtomicU64,
+    /// Every buyer's R, F and M scores (ranks among all buyers), and the
+    /// lines generation they were worked out at.
+    rfm: Mutex<Option<(u64, Arc<Vec<analysis::Scores>>)>>,
+    /// Changes written to the store and not yet to the snapshot.
+    pending: Mutex<Vec<Change>>,
+    /// Wakes the applier thread.
+    applier: Condvar,
+}
+
+/// A change the snapshot has yet to take in.
+enum Change {
+    Record(Record),
+    /// A customer's lines of a kind changed (and those of the customer a
+    /// line moved from).
+    Lines(EntityKind, String, Option<String>),
 }
 
 impl AppState {
@@ -66,7 +83,12 @@ impl AppState {
             jobs: Default::default(),
             webhooks,
             memberships: Default::default(),
+            lines_generation: AtomicU64::new(0),
+            rfm: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
+            applier: Condvar::new(),
         });
+        AppState::start_applier(&state);
         super::live::Memberships::start(&state);
         Ok(state)
     }
@@ -81,6 +103,46 @@ impl AppState {
     /// memberships are being built.
     pub fn segments_of(&self, row: u32) -> Option<Vec<String>> {
         self.memberships.of(row)
+    }
+
+    /// Lines changed: the R, F and M ranks are worked out again.
+    pub(crate) fn lines_changed(&self) {
+        self.lines_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The R, F and M scores of every buyer, as last worked out (they may
+    /// lag the latest lines by the time it takes to work them out again,
+    /// about half a second at 1M customers); `None` before the first time.
+    pub(crate) fn rfm_scores(&self) -> Option<Arc<Vec<analysis::Scores>>> {
+        self.rfm
+            .lock()
+            .expect("rfm lock")
+            .as_ref()
+            .map(|(_, s)| Arc::clone(s))
+    }
+
+    /// Works the R, F and M scores out again if lines changed since.
+    pub(crate) fn refresh_rfm(&self) {
+        let generation = self.lines_generation.load(Ordering::Acquire);
+        if matches!(&*self.rfm.lock().expect("rfm lock"), Some((g, _)) if *g == generation) {
+            return;
+        }
+        // The inputs are copied under the lock (tens of milliseconds at 1M
+        // customers); the sorting is done after, so that writes go on.
+        let (activity, rank, as_of) = {
+            let data = self.read();
+            let s = &data.work.snapshot;
+            (
+                s.activity().to_vec(),
+                s.customers.rank().to_vec(),
+                s.default_as_of(),
+            )
+        };
+        let buyers: Vec<u32> = (0..activity.len() as u32)
+            .filter(|&ci| activity[ci as usize].lines > 0)
+            .collect();
+        let scores = analysis::rfm_scores(&activity, &rank, &buyers, as_of);
+        *self.rfm.lock().expect("rfm lock") = Some((generation, Arc::new(scores)));
     }
 
     /// Segments were saved or deleted: memberships are built anew.
@@ -139,8 +201,12 @@ impl AppState {
         })
     }
 
-    /// Writes one record and brings the snapshot along; returns once it is
-    /// durable. Its new revision (for customers, products and campaigns).
+    /// Writes one record, brings the snapshot along, and returns once the
+    /// write is durable; its new revision (for customers, products and
+    /// campaigns). The snapshot is changed under its write lock when that is
+    /// free within a few milliseconds, else by the applier thread as soon as
+    /// it is: a write never waits for a long reader (an analysis, a segment
+    /// evaluated over every customer).
     pub async fn write(
         &self,
         caller: &Caller,
@@ -148,37 +214,26 @@ impl AppState {
         expect: Expect,
     ) -> Result<Option<u64>, Problem> {
         let actor = caller.actor();
-        let revision = {
-            let mut data = self.write_data();
-            let revision = match &record {
-                Record::Transaction(_) | Record::Interaction(_) => {
-                    let old_customer = self
-                        .store
-                        .get(record.kind(), record.id())?
-                        .map(|r| line_customer(&r).to_owned());
-                    self.store.put_line(record.clone(), expect, &actor)?;
-                    let customer = line_customer(&record).to_owned();
-                    refresh_lines(&*self.store, &mut data, record.kind(), &customer)?;
-                    if let Some(row) = data.work.snapshot.customers.find(&customer) {
-                        self.memberships.touched(row);
-                    }
-                    if let Some(old) = old_customer.filter(|o| *o != customer) {
-                        refresh_lines(&*self.store, &mut data, record.kind(), &old)?;
-                    }
-                    None
-                }
-                _ => Some(
-                    self.store
-                        .upsert_expecting(record.clone(), expect, &actor)
-                        .map_err(|e| stale(e, expect))?,
-                ),
-            };
-            let data = &mut *data;
-            match &record {
-                Record::Customer(c) => {
-                    let row = data.work.snapshot.upsert_customer(c);
-                    data.search.set(row as usize, &c.name);
-                    self.memberships.touched(row);
+        let revision = match &record {
+            Record::Transaction(_) | Record::Interaction(_) => {
+                let old_customer = self
+                    .store
+                    .get(record.kind(), record.id())?
+                    .map(|r| line_customer(&r).to_owned());
+                self.store.put_line(record.clone(), expect, &actor)?;
+                let customer = line_customer(&record).to_owned();
+                self.pending
+                    .lock()
+                    .expect("pending lock")
+                    .push(Change::Lines(record.kind(), customer, old_customer));
+                None
+            }
+            _ => {
+                let revision = self
+                    .store
+                    .upsert_expecting(record.clone(), expect, &actor)
+                    .map_err(|e| stale(e, expect))?;
+                if let Record::Customer(c) = &record {
                     self.webhooks.emit(
                         if matches!(expect, Expect::New) {
                             "customer.created"
@@ -188,14 +243,103 @@ impl AppState {
                         serde_json::json!({"customer_id": c.customer_id.as_str(), "revision": revision, "customer": c}),
                     );
                 }
-                Record::Product(p) => data.work.snapshot.upsert_product(p),
-                Record::Campaign(c) => data.work.snapshot.upsert_campaign(c),
-                _ => {}
+                self.pending
+                    .lock()
+                    .expect("pending lock")
+                    .push(Change::Record(record));
+                Some(revision)
             }
-            revision
         };
+        self.settle().await;
         self.flusher.durable().await?;
         Ok(revision)
+    }
+
+    /// Applies the pending changes to the snapshot if its write lock comes
+    /// free within a few milliseconds; else the applier thread will.
+    async fn settle(&self) {
+        for _ in 0..40 {
+            let applied = match self.data.try_write() {
+                Ok(mut data) => {
+                    self.apply_pending(&mut data);
+                    true
+                }
+                Err(std::sync::TryLockError::WouldBlock) => false,
+                Err(std::sync::TryLockError::Poisoned(_)) => return,
+            };
+            if applied {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+        }
+        self.applier.notify_one();
+    }
+
+    /// Applies the changes written to the store but not yet to the snapshot,
+    /// in the order they were written.
+    fn apply_pending(&self, data: &mut Data) {
+        let changes = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        for change in changes {
+            let result = match change {
+                Change::Record(Record::Customer(c)) => {
+                    let row = data.work.snapshot.upsert_customer(&c);
+                    data.search.set(row as usize, &c.name);
+                    self.memberships.touched(row);
+                    Ok(())
+                }
+                // Scores read the product list: memberships are built anew.
+                Change::Record(Record::Product(p)) => {
+                    data.work.snapshot.upsert_product(&p);
+                    self.memberships.invalidate();
+                    Ok(())
+                }
+                Change::Record(Record::Campaign(c)) => {
+                    data.work.snapshot.upsert_campaign(&c);
+                    Ok(())
+                }
+                Change::Record(_) => Ok(()),
+                Change::Lines(kind, customer, old) => {
+                    self.lines_changed();
+                    if let Some(row) = data.work.snapshot.customers.find(&customer) {
+                        self.memberships.touched(row);
+                    }
+                    refresh_lines(&*self.store, data, kind, &customer).and_then(|()| {
+                        match old.filter(|o| *o != customer) {
+                            Some(old) => refresh_lines(&*self.store, data, kind, &old),
+                            None => Ok(()),
+                        }
+                    })
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(detail = %e.detail, "applying a change to the snapshot; it is rebuilt");
+                self.memberships.invalidate();
+            }
+        }
+    }
+
+    /// Applies pending changes whenever the snapshot's write lock can be had.
+    fn start_applier(state: &Arc<AppState>) {
+        let weak = Arc::downgrade(state);
+        std::thread::Builder::new()
+            .name("crm-applier".into())
+            .spawn(move || {
+                loop {
+                    let Some(state) = weak.upgrade() else { return };
+                    {
+                        let pending = state.pending.lock().expect("pending lock");
+                        let _ = state
+                            .applier
+                            .wait_timeout(pending, std::time::Duration::from_millis(50))
+                            .expect("pending lock");
+                    }
+                    if !state.pending.lock().expect("pending lock").is_empty() {
+                        let mut data = state.write_data();
+                        state.apply_pending(&mut data);
+                    }
+                }
+            })
+            .expect("starting the applier thread");
     }
 
     /// Deletes one record; false if there was none. Products and campaigns
@@ -211,6 +355,7 @@ impl AppState {
         let actor = caller.actor();
         let deleted = {
             let mut data = self.write_data();
+            self.apply_pending(&mut data);
             if let Some(why) = still_named(&data.work.snapshot, kind, id) {
                 return Err(Problem::new(StatusCode::CONFLICT, "In use", why));
             }
@@ -220,6 +365,7 @@ impl AppState {
                 .map_err(|e| stale(e, expect))?;
             if let Some(Record::Transaction(t)) = &deleted {
                 refresh_lines(&*self.store, &mut data, kind, t.customer_id.as_str())?;
+                self.lines_changed();
             }
             if let Some(Record::Interaction(i)) = &deleted {
                 refresh_lines(&*self.store, &mut data, kind, i.customer_id.as_str())?;
@@ -242,11 +388,13 @@ impl AppState {
     /// import): applies the changes, or rebuilds when there are many.
     pub fn catch_up(self: &Arc<Self>) {
         let mut data = self.write_data();
+        self.apply_pending(&mut data);
         let data = &mut *data;
         match crate::host::catch_up(&*self.store, &mut data.work.snapshot) {
             Ok(Some(_)) => {
                 data.search = Search::build(&data.work.snapshot.customers);
                 self.memberships.invalidate();
+                self.lines_changed();
             }
             Ok(None) => self.rebuild_soon(),
             Err(e) => {
@@ -278,6 +426,7 @@ impl AppState {
                 data.search = Search::build(&fresh.customers);
                 data.work.snapshot = fresh;
                 state.memberships.invalidate();
+                state.lines_changed();
                 Ok(())
             });
             if let Err(e) = result {
