@@ -122,7 +122,8 @@ pub fn decode(rev: &store::Revision) -> Result<Definition> {
 pub struct Workspace {
     pub store: Arc<dyn Store>,
     pub snapshot: Snapshot,
-    pub registry: Registry,
+    /// Shared: a server reads it without the lock around the workspace.
+    pub registry: Arc<Registry>,
     pub catalog: Catalog,
     /// Plugin fields left out of the catalog, and why.
     pub left_out: Vec<String>,
@@ -147,7 +148,7 @@ impl Workspace {
             engine: segments::engine(&catalog, limits),
             store,
             snapshot,
-            registry,
+            registry: Arc::new(registry),
             catalog,
             limits,
         })

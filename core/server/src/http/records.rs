@@ -168,8 +168,7 @@ fn checked<T: Entity>(state: &AppState, record: T) -> Result<Record, Problem> {
 /// stored value, so that a record read and written back passes.
 fn read_only_unchanged(state: &AppState, customer: &Customer) -> Result<(), Problem> {
     let computed: Vec<(String, String)> = {
-        let data = state.read();
-        data.work
+        state
             .registry
             .enabled()
             .iter()

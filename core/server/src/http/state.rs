@@ -29,6 +29,8 @@ pub struct Data {
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The plugins (the workspace's), read without the data lock.
+    pub registry: Arc<plugin_host::Registry>,
     pub data: RwLock<Data>,
     pub tokens: Tokens,
     pub metrics: Metrics,
@@ -69,10 +71,12 @@ impl AppState {
     ) -> anyhow::Result<Arc<AppState>> {
         let search = Search::build(&snapshot.customers);
         let work = Workspace::new(Arc::clone(&store), snapshot, registry)?;
+        let registry = Arc::clone(&work.registry);
         let flusher = Flusher::start(Arc::clone(&store));
         let webhooks = super::webhooks::Webhooks::new(Arc::clone(&store));
         let state = Arc::new(AppState {
             tokens: Tokens::new(Arc::clone(&store)),
+            registry,
             store,
             data: RwLock::new(Data { work, search }),
             metrics: Metrics::default(),
@@ -170,8 +174,7 @@ impl AppState {
 
     /// Checks a customer against the plugins (fields and validate hooks).
     pub fn checked_customer(&self, customer: model::Customer) -> Result<model::Customer, Problem> {
-        let data = self.read();
-        let registry = &data.work.registry;
+        let registry = &*self.registry;
         let rules = crate::plugins::FieldRules::of(registry);
         crate::plugins::validate_write(registry, &rules, customer).map_err(|e| {
             match e.downcast_ref::<crate::plugins::Refused>() {
@@ -333,9 +336,14 @@ impl AppState {
                             .wait_timeout(pending, std::time::Duration::from_millis(50))
                             .expect("pending lock");
                     }
-                    if !state.pending.lock().expect("pending lock").is_empty() {
-                        let mut data = state.write_data();
-                        state.apply_pending(&mut data);
+                    // Never queued as a waiting writer (which would hold up
+                    // every reader behind a long one): it tries, and waits.
+                    while !state.pending.lock().expect("pending lock").is_empty() {
+                        if let Ok(mut data) = state.data.try_write() {
+                            state.apply_pending(&mut data);
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
                     }
                 }
             })
