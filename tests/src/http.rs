@@ -1055,6 +1055,13 @@ fn the_openapi_document_and_schemas_are_served() {
     ] {
         assert!(paths.contains_key(path), "{path} missing");
     }
+    // A problem always has these; `field` and `errors` only when they apply.
+    let problem = &doc["components"]["schemas"]["ProblemDoc"];
+    assert_eq!(
+        problem["required"],
+        serde_json::json!(["type", "title", "status", "detail"]),
+        "{problem}"
+    );
     let put = &doc["paths"]["/api/v1/customers/{id}"]["put"];
     assert!(put["responses"]["412"].is_object() && put["responses"]["428"].is_object());
     assert!(put["requestBody"]["content"]["application/json"].is_object());

@@ -58,7 +58,7 @@ pub struct ProblemDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
     /// Every field at fault, when a rule refuses several.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldIssue>,
 }
 
@@ -282,23 +282,6 @@ impl<T: Serialize> IntoResponse for Tagged<T> {
     }
 }
 
-impl<T: JsonSchema> OperationOutput for Tagged<T> {
-    type Inner = T;
-
-    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
-        <Json<T> as OperationOutput>::operation_response(ctx, operation)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        operation: &mut Operation,
-    ) -> Vec<(Option<DocStatus>, DocResponse)> {
-        Self::operation_response(ctx, operation)
-            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
-            .unwrap_or_default()
-    }
-}
-
 /// 201 Created: the new record's place and revision.
 pub(crate) struct Created<T> {
     pub location: String,
@@ -316,23 +299,6 @@ impl<T: Serialize> IntoResponse for Created<T> {
             Some(rev) => with_etag(response, rev),
             None => response,
         }
-    }
-}
-
-impl<T: JsonSchema> OperationOutput for Created<T> {
-    type Inner = T;
-
-    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
-        <Json<T> as OperationOutput>::operation_response(ctx, operation)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        operation: &mut Operation,
-    ) -> Vec<(Option<DocStatus>, DocResponse)> {
-        Self::operation_response(ctx, operation)
-            .map(|r| vec![(Some(DocStatus::Code(201)), r)])
-            .unwrap_or_default()
     }
 }
 
@@ -475,23 +441,6 @@ impl<T: Serialize> IntoResponse for Accepted<T> {
     }
 }
 
-impl<T: JsonSchema> OperationOutput for Accepted<T> {
-    type Inner = T;
-
-    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
-        <Json<T> as OperationOutput>::operation_response(ctx, operation)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        operation: &mut Operation,
-    ) -> Vec<(Option<DocStatus>, DocResponse)> {
-        Self::operation_response(ctx, operation)
-            .map(|r| vec![(Some(DocStatus::Code(202)), r)])
-            .unwrap_or_default()
-    }
-}
-
 /// 201 when something new was made, 200 when it was changed.
 pub(crate) struct Saved<T> {
     pub created: bool,
@@ -509,24 +458,45 @@ impl<T: Serialize> IntoResponse for Saved<T> {
     }
 }
 
-impl<T: JsonSchema> OperationOutput for Saved<T> {
-    type Inner = T;
-
-    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
-        <Json<T> as OperationOutput>::operation_response(ctx, operation)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        operation: &mut Operation,
-    ) -> Vec<(Option<DocStatus>, DocResponse)> {
-        Self::operation_response(ctx, operation)
-            .map(|r| {
-                vec![
-                    (Some(DocStatus::Code(200)), r.clone()),
-                    (Some(DocStatus::Code(201)), r),
-                ]
-            })
-            .unwrap_or_default()
+/// A page size given as `limit`: `default` when absent, 400 outside 1..=`max`.
+pub(crate) fn page_limit(limit: Option<u32>, default: usize, max: usize) -> Result<usize, Problem> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max as u32).contains(&n) => Ok(n as usize),
+        Some(n) => Err(Problem::bad_request(
+            "Invalid limit",
+            format!("limit {n} is not within 1..={max}"),
+        )
+        .at("limit")),
     }
 }
+
+/// Documents a JSON answer of type `T` under the given statuses.
+macro_rules! json_answer {
+    ($ty:ident, $($code:literal),+) => {
+        impl<T: JsonSchema> OperationOutput for $ty<T> {
+            type Inner = T;
+
+            fn operation_response(
+                ctx: &mut GenContext,
+                operation: &mut Operation,
+            ) -> Option<DocResponse> {
+                <Json<T> as OperationOutput>::operation_response(ctx, operation)
+            }
+
+            fn inferred_responses(
+                ctx: &mut GenContext,
+                operation: &mut Operation,
+            ) -> Vec<(Option<DocStatus>, DocResponse)> {
+                Self::operation_response(ctx, operation)
+                    .map(|r| vec![$((Some(DocStatus::Code($code)), r.clone())),+])
+                    .unwrap_or_default()
+            }
+        }
+    };
+}
+
+json_answer!(Tagged, 200);
+json_answer!(Created, 201);
+json_answer!(Accepted, 202);
+json_answer!(Saved, 200, 201);

@@ -328,15 +328,7 @@ pub(crate) struct Page<T> {
 pub(crate) const MAX_LIMIT: usize = 500;
 
 fn page_size(limit: Option<u32>) -> Result<usize, Problem> {
-    match limit {
-        None => Ok(50),
-        Some(n) if (1..=MAX_LIMIT as u32).contains(&n) => Ok(n as usize),
-        Some(n) => Err(Problem::bad_request(
-            "Invalid limit",
-            format!("limit {n} is not within 1..={MAX_LIMIT}"),
-        )
-        .at("limit")),
-    }
+    super::problem::page_limit(limit, 50, MAX_LIMIT)
 }
 
 /// Filters and order of a customer list.

@@ -501,17 +501,7 @@ pub(crate) async fn deliveries(
     Query(q): Query<DeliveryQuery>,
 ) -> Result<Json<DeliveryPage>, Problem> {
     require(&caller, MANAGERS, "read webhooks")?;
-    let limit = match q.limit {
-        None => 50,
-        Some(n) if (1..=200).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(Problem::bad_request(
-                "Invalid limit",
-                format!("limit {n} is not within 1..=200"),
-            )
-            .at("limit"));
-        }
-    };
+    let limit = super::problem::page_limit(q.limit, 50, 200)?;
     if state.store.definition(SPACE, &name)?.is_none() {
         return Err(Problem::not_found(format!("no webhook '{name}'")));
     }

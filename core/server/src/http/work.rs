@@ -614,17 +614,7 @@ pub(crate) async fn segment_members(
     Query(query): Query<MembersQuery>,
 ) -> Result<Json<MembersPage>, Problem> {
     require(&caller, READERS, "read segments")?;
-    let limit = match query.limit {
-        None => 100,
-        Some(n) if (1..=1000).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(Problem::bad_request(
-                "Invalid limit",
-                format!("limit {n} is not within 1..=1000"),
-            )
-            .at("limit"));
-        }
-    };
+    let limit = super::problem::page_limit(query.limit, 100, 1000)?;
     tokio::task::spawn_blocking(move || -> Result<MembersPage, Problem> {
         let data = state.read();
         let work = &data.work;
@@ -774,17 +764,7 @@ pub(crate) async fn audit_log(
     Query(q): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, Problem> {
     require(&caller, &[], "read the audit log")?;
-    let limit = match q.limit {
-        None => 50,
-        Some(n) if (1..=500).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(Problem::bad_request(
-                "Invalid limit",
-                format!("limit {n} is not within 1..=500"),
-            )
-            .at("limit"));
-        }
-    };
+    let limit = super::problem::page_limit(q.limit, 50, 500)?;
     let items = state.store.audit_log(&store::AuditQuery {
         before: q.before,
         kind: q.kind,
