@@ -148,6 +148,7 @@ fn health_readiness_and_metrics_need_no_token() {
         "{text}"
     );
     assert!(text.contains("crm_plugin_failures_total{plugin=\"tobacco-retail\"} 0"));
+    assert!(text.contains("crm_store_flushes_total "), "{text}");
 }
 
 #[test]

@@ -253,7 +253,34 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             let _ = writeln!(out, "crm_records{{kind=\"{}\"}} {n}", kind.plural());
         }
     }
-    let totals = state.read().work.registry.call_totals();
+    let f = &state.flusher;
+    let _ = writeln!(
+        out,
+        "# HELP crm_store_flushes_total Flushes that made acknowledged writes durable."
+    );
+    let _ = writeln!(out, "# TYPE crm_store_flushes_total counter");
+    let _ = writeln!(
+        out,
+        "crm_store_flushes_total {}",
+        f.flushes.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE crm_store_flush_seconds_sum counter");
+    let _ = writeln!(
+        out,
+        "crm_store_flush_seconds_sum {}",
+        f.flush_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# HELP crm_store_flushed_writes_total Writes made durable by those flushes."
+    );
+    let _ = writeln!(out, "# TYPE crm_store_flushed_writes_total counter");
+    let _ = writeln!(
+        out,
+        "crm_store_flushed_writes_total {}",
+        f.flushed_writes.load(Ordering::Relaxed)
+    );
+    let totals = state.registry.call_totals();
     let _ = writeln!(out, "# HELP crm_plugin_calls_total Calls into each plugin.");
     let _ = writeln!(out, "# TYPE crm_plugin_calls_total counter");
     for (id, calls, _) in &totals {

@@ -12,7 +12,6 @@ use std::time::Instant;
 use axum::http::StatusCode;
 use model::{EntityKind, Record};
 use store::{Actor, Expect, Store};
-use tokio::sync::watch;
 
 use super::problem::Problem;
 use super::search::Search;
@@ -38,7 +37,7 @@ pub struct AppState {
     pub(super) failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Failed authentications allowed per client address and minute.
     pub(super) failed_sign_ins: std::sync::atomic::AtomicU32,
-    flusher: Arc<Flusher>,
+    pub(crate) flusher: Arc<Flusher>,
     /// Set while the snapshot is rebuilt after a delete.
     rebuilding: Mutex<bool>,
     pub(crate) jobs: super::imports::Jobs,
@@ -261,7 +260,9 @@ impl AppState {
     /// Applies the pending changes to the snapshot if its write lock comes
     /// free within a few milliseconds; else the applier thread will.
     async fn settle(&self) {
-        for _ in 0..40 {
+        // One try; a write lock held by another request is let go within
+        // microseconds, so a second try after yielding usually succeeds.
+        for _ in 0..2 {
             let applied = match self.data.try_write() {
                 Ok(mut data) => {
                     self.apply_pending(&mut data);
@@ -273,7 +274,7 @@ impl AppState {
             if applied {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+            tokio::task::yield_now().await;
         }
         self.applier.notify_one();
     }
@@ -516,51 +517,93 @@ impl Caller {
 }
 
 /// Group commit: writers wait for a flush that started after their write;
-/// one flush serves every writer waiting at the time.
+/// one flush serves every writer waiting at the time, and each is woken
+/// once, when its write is durable.
 pub(crate) struct Flusher {
     /// Writes that asked to be made durable so far.
     asked: AtomicU64,
-    wake: (Mutex<()>, Condvar),
-    /// How many writes are durable, and the error of the last flush.
-    done: watch::Sender<(u64, Option<String>)>,
+    /// Writers waiting: the number of their write, and how to wake them.
+    waiters: Mutex<Vec<(u64, Waiter)>>,
+    wake: Condvar,
+    /// Flushes made, the time they took, and the writes they made durable.
+    pub(crate) flushes: AtomicU64,
+    pub(crate) flush_micros: AtomicU64,
+    pub(crate) flushed_writes: AtomicU64,
 }
+
+type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// How long a flush waits for more writes to join it.
+const GATHER_MICROS: u64 = 1000;
 
 impl Flusher {
     fn start(store: Arc<dyn Store>) -> Arc<Flusher> {
-        let (done, _) = watch::channel((0, None));
         let flusher = Arc::new(Flusher {
             asked: AtomicU64::new(0),
-            wake: (Mutex::new(()), Condvar::new()),
-            done,
+            waiters: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            flushes: AtomicU64::new(0),
+            flush_micros: AtomicU64::new(0),
+            flushed_writes: AtomicU64::new(0),
         });
-        let f = Arc::downgrade(&flusher);
+        let weak = Arc::downgrade(&flusher);
         std::thread::Builder::new()
             .name("crm-flusher".into())
             .spawn(move || {
+                // Writes up to this number are on disk.
                 let mut flushed = 0;
                 loop {
-                    let Some(f) = f.upgrade() else { return };
-                    let target = {
-                        let guard = f.wake.0.lock().expect("flusher lock");
-                        let (_guard, _) = f
+                    let Some(f) = weak.upgrade() else { return };
+                    {
+                        let waiters = f.waiters.lock().expect("flusher lock");
+                        let _ = f
                             .wake
-                            .1
                             .wait_timeout_while(
-                                guard,
+                                waiters,
                                 std::time::Duration::from_millis(200),
-                                |_| f.asked.load(Ordering::Acquire) == flushed,
+                                |w| w.is_empty(),
                             )
                             .expect("flusher lock");
-                        f.asked.load(Ordering::Acquire)
+                    }
+                    // Writes arriving together share a flush: a moment for
+                    // the others in flight to join.
+                    std::thread::sleep(std::time::Duration::from_micros(GATHER_MICROS));
+                    // Every write numbered up to `target` was made before
+                    // this read: one flush now covers them all.
+                    let target = f.asked.load(Ordering::Acquire);
+                    let behind = f
+                        .waiters
+                        .lock()
+                        .expect("flusher lock")
+                        .iter()
+                        .any(|(n, _)| *n > flushed);
+                    let mut error = None;
+                    if behind {
+                        let started = Instant::now();
+                        error = store.flush().err().map(|e| e.to_string());
+                        f.flushes.fetch_add(1, Ordering::Relaxed);
+                        f.flush_micros
+                            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        if error.is_none() {
+                            f.flushed_writes
+                                .fetch_add(target - flushed, Ordering::Relaxed);
+                            flushed = target;
+                        }
+                    }
+                    let ready: Vec<(u64, Waiter)> = {
+                        let mut waiters = f.waiters.lock().expect("flusher lock");
+                        let (ready, later) = std::mem::take(&mut *waiters)
+                            .into_iter()
+                            .partition(|(n, _)| *n <= target);
+                        *waiters = later;
+                        ready
                     };
-                    if target == flushed {
-                        continue;
+                    for (_, waiter) in ready {
+                        let _ = waiter.send(match &error {
+                            None => Ok(()),
+                            Some(e) => Err(e.clone()),
+                        });
                     }
-                    let error = store.flush().err().map(|e| e.to_string());
-                    if error.is_none() {
-                        flushed = target;
-                    }
-                    f.done.send_replace((target, error));
                 }
             })
             .expect("starting the flusher thread");
@@ -569,21 +612,19 @@ impl Flusher {
 
     /// Returns once everything written before the call is on disk.
     pub(crate) async fn durable(&self) -> Result<(), Problem> {
-        let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut rx = self.done.subscribe();
+        let (tx, rx) = tokio::sync::oneshot::channel();
         {
-            let _guard = self.wake.0.lock().expect("flusher lock");
-            self.wake.1.notify_one();
+            let mut waiters = self.waiters.lock().expect("flusher lock");
+            let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
+            waiters.push((ticket, tx));
         }
-        let seen = rx
-            .wait_for(|(n, _)| *n >= ticket)
-            .await
-            .map_err(|_| Problem::internal("the flusher stopped"))?;
-        match &seen.1 {
-            Some(e) => Err(Problem::internal(format!(
+        self.wake.notify_one();
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Problem::internal(format!(
                 "the write may not be durable: {e}"
             ))),
-            None => Ok(()),
+            Err(_) => Err(Problem::internal("the flusher stopped")),
         }
     }
 }
