@@ -1207,6 +1207,11 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
             db = db.display(),
         );
     }
+    outln!(
+        "the HTTP API (reference at http://127.0.0.1:8080/api/docs):\n  {crm} token create --db {db} --role admin --name me\n  {crm} serve --db {db}",
+        crm = this_command(),
+        db = db.display(),
+    );
     Ok(())
 }
 
