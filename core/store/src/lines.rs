@@ -651,23 +651,32 @@ impl<L: Line> LineTree<L> {
             .collect()
     }
 
+    /// The customer and the stored lines of the history whose head is
+    /// `value` under `key`.
+    fn lines_of_head(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(String, Vec<L::Stored>), StoreError> {
+        let customer = keys::head_customer(key)
+            .ok_or_else(|| StoreError::Corrupt("malformed history key".into()))?
+            .to_owned();
+        let history = History {
+            customer: customer.clone(),
+            head: decode::<Head<L::Stored>>(value)?,
+            head_dirty: false,
+            blocks: HashMap::new(),
+        };
+        let lines = history.into_lines(&self.tree)?;
+        Ok((customer, lines))
+    }
+
     /// Every line, grouped by customer in id order, then in (ts, id) order.
     pub(crate) fn scan(&self) -> impl Iterator<Item = Result<L, StoreError>> + '_ {
         self.tree.scan_prefix([keys::HEAD]).flat_map(move |entry| {
-            let lines = entry.map_err(sled_error).and_then(|(key, value)| {
-                let customer = keys::head_customer(&key)
-                    .ok_or_else(|| StoreError::Corrupt("malformed history key".into()))?
-                    .to_owned();
-                let head: Head<L::Stored> = decode(&value)?;
-                let history = History {
-                    customer: customer.clone(),
-                    head,
-                    head_dirty: false,
-                    blocks: HashMap::new(),
-                };
-                let lines = history.into_lines(&self.tree)?;
-                Ok((customer, lines))
-            });
+            let lines = entry
+                .map_err(sled_error)
+                .and_then(|(key, value)| self.lines_of_head(&key, &value));
             let lines: Box<dyn Iterator<Item = Result<L, StoreError>>> = match lines {
                 Ok((customer, lines)) => Box::new(
                     lines
@@ -800,17 +809,8 @@ impl<L: Line> LineTree<L> {
         let mut skip = skip;
         for entry in self.tree.range(start..end) {
             let (key, value) = entry.map_err(sled_error)?;
-            let customer = keys::head_customer(&key)
-                .ok_or_else(|| StoreError::Corrupt("malformed history key".into()))?
-                .to_owned();
-            let head: Head<L::Stored> = decode(&value)?;
-            let history = History {
-                customer: customer.clone(),
-                head,
-                head_dirty: false,
-                blocks: HashMap::new(),
-            };
-            for stored in history.into_lines(&self.tree)? {
+            let (customer, lines) = self.lines_of_head(&key, &value)?;
+            for stored in lines {
                 if skip > 0 {
                     skip -= 1;
                     continue;

@@ -296,9 +296,7 @@ pub(crate) async fn run_analysis(
 
 /// The rows of a saved segment's members.
 fn members(work: &crate::segments::Workspace, name: &str) -> Result<Vec<u32>, Problem> {
-    let (_, def) = work
-        .definition(name)
-        .map_err(|e| Problem::not_found(format!("{e:#}")).at("segment"))?;
+    let def = saved(work, name)?;
     work.evaluate(&def, None).map(|e| e.members).map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -307,6 +305,13 @@ fn members(work: &crate::segments::Workspace, name: &str) -> Result<Vec<u32>, Pr
         )
         .at("segment")
     })
+}
+
+/// The saved definition of segment `name` (404 naming the closest name).
+fn saved(work: &crate::segments::Workspace, name: &str) -> Result<segments::Definition, Problem> {
+    work.definition(name)
+        .map(|(_, def)| def)
+        .map_err(|e| Problem::not_found(format!("{e:#}")).at("segment"))
 }
 
 /// A segment: a rhai script over the fields of a customer.
@@ -618,18 +623,8 @@ pub(crate) async fn segment_members(
     tokio::task::spawn_blocking(move || -> Result<MembersPage, Problem> {
         let data = state.read();
         let work = &data.work;
-        let (_, def) = work
-            .definition(&name)
-            .map_err(|e| Problem::not_found(format!("{e:#}")))?;
-        let rows = work.evaluate(&def, None).map_err(|e| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Segment failed",
-                format!("{e:#}"),
-            )
-        })?;
         let c = &work.snapshot.customers;
-        let mut ids: Vec<u32> = rows.members;
+        let mut ids: Vec<u32> = members(work, &name)?;
         ids.sort_unstable_by(|&a, &b| c.id(a).cmp(c.id(b)));
         let total = ids.len() as u64;
         let start = query
@@ -673,9 +668,7 @@ pub(crate) async fn explain_segment(
     tokio::task::spawn_blocking(move || -> Result<Value, Problem> {
         let data = state.read();
         let work = &data.work;
-        let (_, def) = work
-            .definition(&name)
-            .map_err(|e| Problem::not_found(format!("{e:#}")))?;
+        let def = saved(work, &name)?;
         let row = work
             .snapshot
             .customers
