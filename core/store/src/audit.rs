@@ -47,6 +47,32 @@ pub struct AuditEntry {
     pub after: Option<Value>,
 }
 
+impl AuditEntry {
+    /// An entry for `actor`'s `action` on `kind` `id`; numbered and timed
+    /// when it is written.
+    pub fn change(
+        actor: &Actor,
+        action: &str,
+        kind: &str,
+        id: &str,
+        revision: Option<u64>,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.0.clone(),
+            action: action.to_owned(),
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            revision,
+            before,
+            after,
+        }
+    }
+}
+
 /// Which entries to read: newest first, before the cursor `before`.
 #[derive(Clone, Debug, Default)]
 pub struct AuditQuery {

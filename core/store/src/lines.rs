@@ -724,17 +724,15 @@ impl<L: Line> LineTree<L> {
         let Some(batch) = batch else {
             return Ok(false);
         };
-        let entry = AuditEntry {
-            seq: 0,
-            at_ms: 0,
-            actor: actor.0.clone(),
-            action: if before.is_some() { "update" } else { "create" }.into(),
-            kind: L::KIND.singular().into(),
-            id,
-            revision: None,
-            before: before.as_ref().map(to_json),
-            after: Some(after),
-        };
+        let entry = AuditEntry::change(
+            actor,
+            if before.is_some() { "update" } else { "create" },
+            L::KIND.singular(),
+            &id,
+            None,
+            before.as_ref().map(to_json),
+            Some(after),
+        );
         let created = before.is_none();
         apply_audited(&self.tree, batch, audit, entry)?;
         Ok(created)
@@ -774,17 +772,15 @@ impl<L: Line> LineTree<L> {
         index.write(&mut batch);
         let total = read_count(tree)?.saturating_sub(1);
         batch.insert(keys::COUNT, &total.to_be_bytes());
-        let entry = AuditEntry {
-            seq: 0,
-            at_ms: 0,
-            actor: actor.0.clone(),
-            action: "delete".into(),
-            kind: L::KIND.singular().into(),
-            id: id.to_owned(),
-            revision: None,
-            before: Some(to_json(&old)),
-            after: None,
-        };
+        let entry = AuditEntry::change(
+            actor,
+            "delete",
+            L::KIND.singular(),
+            id,
+            None,
+            Some(to_json(&old)),
+            None,
+        );
         apply_audited(tree, batch, audit, entry)?;
         Ok(Some(old))
     }

@@ -122,22 +122,19 @@ impl<T: Keyed> RecordTree<T> {
             batch.insert(keys::COUNT, &total.to_be_bytes());
         }
         crate::changes::record(&self.tree, &mut batch, [id])?;
-        let entry = AuditEntry {
-            seq: 0,
-            at_ms: 0,
-            actor: actor.0.clone(),
-            action: if current.is_some() {
+        let entry = AuditEntry::change(
+            actor,
+            if current.is_some() {
                 "update"
             } else {
                 "create"
-            }
-            .into(),
-            kind: T::KIND.singular().into(),
-            id: id.to_owned(),
-            revision: Some(rev),
-            before: current.map(|(_, old)| to_json(&old)),
-            after: Some(to_json(record)),
-        };
+            },
+            T::KIND.singular(),
+            id,
+            Some(rev),
+            current.map(|(_, old)| to_json(&old)),
+            Some(to_json(record)),
+        );
         apply_audited(&self.tree, batch, audit, entry)?;
         Ok(rev)
     }
@@ -164,17 +161,15 @@ impl<T: Keyed> RecordTree<T> {
         let total = read_count(&self.tree)?.saturating_sub(1);
         batch.insert(keys::COUNT, &total.to_be_bytes());
         crate::changes::record(&self.tree, &mut batch, [id])?;
-        let entry = AuditEntry {
-            seq: 0,
-            at_ms: 0,
-            actor: actor.0.clone(),
-            action: "delete".into(),
-            kind: T::KIND.singular().into(),
-            id: id.to_owned(),
-            revision: Some(rev),
-            before: Some(to_json(&old)),
-            after: None,
-        };
+        let entry = AuditEntry::change(
+            actor,
+            "delete",
+            T::KIND.singular(),
+            id,
+            Some(rev),
+            Some(to_json(&old)),
+            None,
+        );
         apply_audited(&self.tree, batch, audit, entry)?;
         Ok(Some(old))
     }
