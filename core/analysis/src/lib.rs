@@ -92,6 +92,12 @@ pub fn describe(name: &str) -> Option<&'static str> {
     })
 }
 
+/// The Pareto curve on the scope: the revenue share of the top buyers for
+/// each percent of buyers, 0 to 100 (its point at 20 is `pareto`'s share).
+pub fn pareto_curve(ctx: &Context<'_>) -> Table {
+    sales::pareto_curve(ctx)
+}
+
 /// Runs the analysis `name`; `None` for an unknown name.
 pub fn run(name: &str, ctx: &Context<'_>) -> Option<Table> {
     Some(match name {

@@ -245,6 +245,35 @@ pub(crate) fn pareto(ctx: &Context<'_>) -> Table {
     t
 }
 
+/// The Pareto curve behind `pareto`: for each percent of buyers (0 to
+/// 100), the share of revenue of that many top buyers (the count rounded
+/// up, as `pareto` takes its fifth).
+pub(crate) fn pareto_curve(ctx: &Context<'_>) -> Table {
+    let mut t = Table::new(&["buyers_percent", "buyers", "revenue_share"]);
+    let activity = ctx.activity();
+    let buyers = ctx.buyers();
+    let mut revenue: Vec<i64> = buyers
+        .iter()
+        .map(|&ci| activity[ci as usize].revenue)
+        .collect();
+    revenue.sort_unstable_by(|a, b| b.cmp(a));
+    let total: i64 = revenue.iter().sum();
+    let mut running = Vec::with_capacity(revenue.len() + 1);
+    running.push(0i64);
+    for r in &revenue {
+        running.push(running.last().copied().unwrap_or(0) + r);
+    }
+    for percent in 0..=100usize {
+        let k = (revenue.len() * percent).div_ceil(100);
+        t.push(vec![
+            percent.into(),
+            k.into(),
+            share(units(running[k]), units(total), 4),
+        ]);
+    }
+    t
+}
+
 /// Order of tiers: bronze, silver, gold, platinum, then the others by name.
 pub(crate) fn tier_order(name: &str) -> (u8, &str) {
     let known = ["bronze", "silver", "gold", "platinum"];

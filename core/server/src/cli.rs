@@ -116,6 +116,10 @@ enum Command {
         /// again are served from it instead of the disk)
         #[arg(long, default_value_t = 1024)]
         cache_mib: u64,
+        /// Mark the console's session cookie Secure: set it when a proxy in
+        /// front serves the console over HTTPS
+        #[arg(long)]
+        secure_cookies: bool,
     },
     /// The audit log: who changed what and when, newest first
     Audit {
@@ -138,6 +142,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Console users: create, list, set a password, remove
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Write the store's records as the same five CSV files into DIR
     Export {
@@ -198,6 +207,12 @@ enum Command {
         industry: Industry,
         #[arg(long, default_value_t = 10_000)]
         customers: u32,
+        /// Where the console is served when the store is ready
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Prepare the store and stop, without serving the console
+        #[arg(long)]
+        no_serve: bool,
     },
 }
 
@@ -214,6 +229,47 @@ struct ScriptArgs {
     /// A value the script reads as params.NAME (JSON, or text)
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user who signs in to the console with a name and a password
+    Create {
+        #[command(flatten)]
+        db: Db,
+        /// The name to sign in with
+        name: String,
+        /// admin, integrator, analyst, agent or viewer (as for tokens)
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of standard input; without
+        /// it a random password is made and printed once
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (and role, when given)
+    Password {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+        #[arg(long)]
+        role: Option<String>,
+        /// Read the password from the first line of standard input; without
+        /// it a random password is made and printed once
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// The users and their roles
+    List {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Remove a user (the sessions they have end within a minute)
+    Remove {
+        #[command(flatten)]
+        db: Db,
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -677,34 +733,18 @@ fn run(command: Command) -> Result<()> {
             addr,
             failed_sign_ins,
             cache_mib,
-        } => {
-            if !db.db.exists() {
-                bail!(
-                    "no store at {} (create one with `crm import --db {} DIR`)",
-                    db.db.display(),
-                    db.db.display()
-                );
-            }
-            let options = store::Options {
-                cache_bytes: cache_mib << 20,
-            };
-            let store = store::open(&db.db, &options)
-                .with_context(|| format!("opening the store at {}", db.db.display()))?;
-            let opened = open_snapshot(&*store, &db.db)?;
-            eprintln!("{}", describe_readiness(&opened));
-            let registry = crate::plugins::registry(&db.db)?;
-            crate::http::serve(
-                &db.db,
-                store,
-                opened.snapshot,
-                registry,
-                crate::http::Options {
-                    addr,
-                    failed_sign_ins,
-                },
-            )
-        }
+            secure_cookies,
+        } => serve(
+            &db.db,
+            cache_mib,
+            crate::http::Options {
+                addr,
+                failed_sign_ins,
+                secure_cookies,
+            },
+        ),
         Command::Token { command } => token_command(command),
+        Command::User { command } => user_command(command),
         Command::Audit {
             db,
             kind,
@@ -716,7 +756,9 @@ fn run(command: Command) -> Result<()> {
             dir,
             industry,
             customers,
-        } => demo(&dir, industry, customers),
+            addr,
+            no_serve,
+        } => demo(&dir, industry, customers, (!no_serve).then_some(addr)),
     }
 }
 
@@ -1162,7 +1204,29 @@ fn generate_data(industry: Industry, customers: u32, seed: u64, out: &Path) -> R
     Ok(())
 }
 
-fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
+/// Serves the store at `db` (the HTTP API and the console).
+fn serve(db: &Path, cache_mib: u64, options: crate::http::Options) -> Result<()> {
+    if !db.exists() {
+        bail!(
+            "no store at {} (create one with `crm import --db {} DIR`)",
+            db.display(),
+            db.display()
+        );
+    }
+    let store = store::open(
+        db,
+        &store::Options {
+            cache_bytes: cache_mib << 20,
+        },
+    )
+    .with_context(|| format!("opening the store at {}", db.display()))?;
+    let opened = open_snapshot(&*store, db)?;
+    eprintln!("{}", describe_readiness(&opened));
+    let registry = crate::plugins::registry(db)?;
+    crate::http::serve(db, store, opened.snapshot, registry, options)
+}
+
+fn demo(dir: &Path, industry: Industry, customers: u32, serve_on: Option<std::net::SocketAddr>) -> Result<()> {
     let name = match industry {
         Industry::Retail => "retail",
         Industry::Banking => "banking",
@@ -1207,12 +1271,34 @@ fn demo(dir: &Path, industry: Industry, customers: u32) -> Result<()> {
             db = db.display(),
         );
     }
+    // A demo user to sign in to the console with, with a new password each
+    // time the demo starts.
+    let password = crate::users::random_password()?;
+    let users = crate::users::Users::new(Arc::clone(&store));
+    users.save("demo", crate::tokens::Role::Admin, &password, true, "demo")?;
+    drop(users);
+    drop(store);
     outln!(
-        "the HTTP API (reference at http://127.0.0.1:8080/api/docs):\n  {crm} token create --db {db} --role admin --name me\n  {crm} serve --db {db}",
+        "  {crm} serve --db {db}   (the console and the HTTP API; {crm} user create and {crm} token create give access)",
         crm = this_command(),
         db = db.display(),
     );
-    Ok(())
+    let Some(addr) = serve_on else {
+        outln!("\nsign in to the console as user demo, password {password}");
+        return Ok(());
+    };
+    outln!(
+        "\nthe console: http://{addr}/  (sign in as user demo, password {password})\nthe API reference: http://{addr}/api/docs\nCtrl-C stops the server.",
+    );
+    serve(
+        &db,
+        1024,
+        crate::http::Options {
+            addr,
+            failed_sign_ins: crate::http::FAILURES_PER_MINUTE,
+            secure_cookies: false,
+        },
+    )
 }
 
 /// Builds the plugins from this CRM's sources (`cargo xtask plugins`) and
@@ -1373,6 +1459,82 @@ fn audit_command(
                 let text: String = v.to_string().chars().take(160).collect();
                 outln!("          {label} {text}");
             }
+        }
+    }
+    Ok(())
+}
+
+/// The password given on standard input, or a new random one (printed).
+fn password_of(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok((line.trim_end_matches(['\n', '\r']).to_owned(), false))
+    } else {
+        Ok((crate::users::random_password()?, true))
+    }
+}
+
+fn user_command(command: UserCommand) -> Result<()> {
+    use crate::tokens::Role;
+    use crate::users::Users;
+    match command {
+        UserCommand::Create {
+            db,
+            name,
+            role,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role)?;
+            let users = Users::new(open_store(&db.db, false)?);
+            let (password, made) = password_of(password_stdin)?;
+            users.save(&name, role, &password, false, "cli")?;
+            eprintln!("user {name} ({}) added", role.as_str());
+            if made {
+                eprintln!("password (not shown again):");
+                outln!("{password}");
+            }
+        }
+        UserCommand::Password {
+            db,
+            name,
+            role,
+            password_stdin,
+        } => {
+            let users = Users::new(open_store(&db.db, false)?);
+            let role = match role {
+                Some(r) => Role::parse(&r)?,
+                None => users
+                    .role_of(&name)?
+                    .with_context(|| format!("no user '{name}' (crm user create adds one)"))?,
+            };
+            let (password, made) = password_of(password_stdin)?;
+            users.save(&name, role, &password, true, "cli")?;
+            eprintln!("user {name} ({}) saved", role.as_str());
+            if made {
+                eprintln!("password (not shown again):");
+                outln!("{password}");
+            }
+        }
+        UserCommand::List { db } => {
+            let users = Users::new(open_store(&db.db, false)?);
+            for u in users.list()? {
+                outln!(
+                    "{:<24} {:<10} saved {}",
+                    u.name,
+                    u.role.as_str(),
+                    model::Timestamp::from_seconds(u.saved)
+                );
+            }
+        }
+        UserCommand::Remove { db, name } => {
+            let users = Users::new(open_store(&db.db, false)?);
+            if !users.remove(&name, "cli")? {
+                bail!("no user '{name}'");
+            }
+            outln!("removed user {name}");
         }
     }
     Ok(())
@@ -2049,7 +2211,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let mut batches = rows.chunks(size).map(|chunk| views.batch(plugin, chunk));
             let (table, _) =
                 registry.analysis(&id, &name, params.as_deref().unwrap_or(""), &mut batches)?;
-            print_table(&format!("{id} {name}"), &plugin_table(table), format)
+            print_table(&format!("{id} {name}"), &crate::plugins::table_of(table), format)
         }
     }
 }
@@ -2088,26 +2250,6 @@ impl PluginRun {
 }
 
 /// A plugin's table as an analysis table.
-fn plugin_table(table: crm_sdk::wire::Table) -> analysis::Table {
-    let mut res =
-        analysis::Table::with_columns(table.columns.iter().map(|c| c.name.clone()).collect());
-    for row in table.rows {
-        res.push(
-            row.into_iter()
-                .map(|cell| match cell {
-                    crm_sdk::wire::Cell::Null => analysis::Value::Null,
-                    crm_sdk::wire::Cell::Text(t) => analysis::Value::Text(t),
-                    crm_sdk::wire::Cell::Integer(i) => analysis::Value::Int(i),
-                    crm_sdk::wire::Cell::Number(n) => analysis::Value::Float(n),
-                    crm_sdk::wire::Cell::Money(c) => analysis::Value::Money(c),
-                    crm_sdk::wire::Cell::Boolean(b) => analysis::Value::Text(b.to_string()),
-                })
-                .collect(),
-        );
-    }
-    res
-}
-
 fn print_table(name: &str, table: &analysis::Table, format: Output) -> Result<()> {
     match format {
         Output::Table => outln!("== {name} ({} rows)\n{}", table.rows.len(), table.to_text()),

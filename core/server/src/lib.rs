@@ -11,3 +11,4 @@ mod scaffold;
 pub mod schemas;
 pub mod segments;
 pub mod tokens;
+pub mod users;

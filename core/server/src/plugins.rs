@@ -572,3 +572,24 @@ pub fn save_derived<'a>(
     store.flush()?;
     Ok(report)
 }
+
+/// A plugin analysis's table as the analysis host's.
+pub fn table_of(table: crm_sdk::wire::Table) -> analysis::Table {
+    let mut res =
+        analysis::Table::with_columns(table.columns.iter().map(|c| c.name.clone()).collect());
+    for row in table.rows {
+        res.push(
+            row.into_iter()
+                .map(|cell| match cell {
+                    crm_sdk::wire::Cell::Null => analysis::Value::Null,
+                    crm_sdk::wire::Cell::Text(t) => analysis::Value::Text(t),
+                    crm_sdk::wire::Cell::Integer(i) => analysis::Value::Int(i),
+                    crm_sdk::wire::Cell::Number(n) => analysis::Value::Float(n),
+                    crm_sdk::wire::Cell::Money(c) => analysis::Value::Money(c),
+                    crm_sdk::wire::Cell::Boolean(b) => analysis::Value::Text(b.to_string()),
+                })
+                .collect(),
+        );
+    }
+    res
+}

@@ -9,6 +9,7 @@
 //! SIGINT and SIGTERM stop taking connections, finish the requests in
 //! flight, and flush the store.
 
+pub mod console;
 mod imports;
 mod live;
 mod plugins;
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
@@ -89,6 +90,9 @@ pub struct Options {
     pub addr: SocketAddr,
     /// Failed authentications allowed per client address and minute.
     pub failed_sign_ins: u32,
+    /// Mark the console's session cookie Secure (served over HTTPS by a
+    /// proxy in front).
+    pub secure_cookies: bool,
 }
 
 async fn authenticate(
@@ -100,47 +104,43 @@ async fn authenticate(
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(ip) = peer {
-        let failures = state.failures.lock().expect("failures lock");
-        if let Some(&(n, since)) = failures.get(&ip)
-            && n >= state.failed_sign_ins.load(Ordering::Relaxed)
-            && since.elapsed() < Duration::from_secs(60)
-        {
-            return Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed sign-ins",
-                "too many requests with a wrong token from this address; wait a minute",
-            )
-            .into_response();
-        }
+    if let Some(ip) = peer
+        && state.too_many_failures(ip)
+    {
+        return too_many().into_response();
     }
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let role = match token {
-        None => Err("give a token as `Authorization: Bearer TOKEN` (crm token create makes one)"),
-        Some(t) => state
-            .tokens
-            .who(t)
-            .ok()
-            .flatten()
-            .ok_or("the token is not known (or was revoked)"),
+        .and_then(|v| v.to_str().ok());
+    let caller = match token {
+        None => match console::caller_of_session(&state, request.headers(), request.method()) {
+            Some(Ok(caller)) => Ok(caller),
+            // An ended session or a missing CSRF token is not a guess.
+            Some(Err(problem)) => return problem.into_response(),
+            None => Err(
+                "give a token as `Authorization: Bearer TOKEN` (crm token create makes one), or sign in with POST /api/v1/session",
+            ),
+        },
+        Some(value) => match value.strip_prefix("Bearer ") {
+            None => Err("give a token as `Authorization: Bearer TOKEN`"),
+            Some(t) => state
+                .tokens
+                .who(t)
+                .ok()
+                .flatten()
+                .map(|(name, role)| Caller { name, role })
+                .ok_or("the token is not known (or was revoked)"),
+        },
     };
-    match role {
-        Ok((name, role)) => {
-            request.extensions_mut().insert(Caller { name, role });
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
             next.run(request).await
         }
         Err(why) => {
             if let Some(ip) = peer {
-                let mut failures = state.failures.lock().expect("failures lock");
-                let e = failures.entry(ip).or_insert((0, Instant::now()));
-                if e.1.elapsed() >= Duration::from_secs(60) {
-                    *e = (0, Instant::now());
-                }
-                e.0 += 1;
+                state.failed(ip);
             }
             let mut response =
                 Problem::new(StatusCode::UNAUTHORIZED, "Not signed in", why).into_response();
@@ -150,6 +150,15 @@ async fn authenticate(
             response
         }
     }
+}
+
+/// The answer to an address that failed to sign in too often.
+pub(crate) fn too_many() -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many failed sign-ins",
+        "too many requests with a wrong token or password from this address; wait a minute",
+    )
 }
 
 /// Fails unless the caller's role is one of `allowed`.
@@ -301,7 +310,7 @@ async fn not_found() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         "Not found",
-        "no such route; the API is under /api/v1",
+        "no such route; the API is under /api/v1, the console at /",
     )
 }
 
@@ -440,6 +449,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get_with(work::run_analysis, doc("Run an analysis", "Runs one analysis as of a day, on every customer or a segment's members; the same rows as `crm analyze --format json`.")),
         )
         .api_route(
+            "/analyses/{name}/csv",
+            get_with(work::analysis_csv, doc("Run an analysis as CSV", "The same rows as CSV, as `crm analyze --format csv` prints them.")),
+        )
+        .api_route(
             "/segments",
             get_with(work::list_segments, doc("List segments", "The saved segments with their scripts.")),
         )
@@ -460,6 +473,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .api_route(
             "/segments/{name}/members",
             get_with(work::segment_members, doc("Members", "The segment's members in customer id order, a page at a time.")),
+        )
+        .api_route(
+            "/segments/{name}/history",
+            get_with(work::segment_history, doc("History", "Every saved revision of the segment, newest first.")),
+        )
+        .api_route(
+            "/facets/customers",
+            get_with(work::customer_facets, doc("Filter values", "The values each filter of the customer list can take.")),
         )
         .api_route(
             "/segments/{name}/explain",
@@ -483,6 +504,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .api_route(
             "/plugins/{id}/disable",
             aide::axum::routing::post_with(plugins::disable, doc("Disable a plugin", "Disables the plugin: its hooks are no longer called.")),
+        )
+        .api_route(
+            "/plugins/{id}/analyses/{name}",
+            get_with(plugins::analysis, doc("Run a plugin's analysis", "Runs one of the plugin's industry analyses over every customer or a segment's members.")),
         )
         .api_route(
             "/plugins/{id}/fields",
@@ -532,13 +557,45 @@ pub fn router(state: Arc<AppState>) -> Router {
             aide::axum::routing::delete_with(work::revoke_token, doc("Revoke tokens", "Revokes the tokens with this name or id (admins).")),
         )
         .api_route(
+            "/views",
+            get_with(console::list_views, doc("Saved views", "The caller's saved views of the customer list: search, filters and sort.")),
+        )
+        .api_route(
+            "/views/{name}",
+            aide::axum::routing::put_with(console::put_view, doc("Save a view", "Saves a view of the customer list under a name (replacing the view of that name)."))
+                .delete_with(console::delete_view, doc("Delete a view", "Deletes one of the caller's saved views.")),
+        )
+        .api_route(
+            "/customers.csv",
+            get_with(records::export_customers, doc("Export a list", "The customers a list's search and filters select, in its sort, as CSV in the import format.")),
+        )
+        .api_route(
+            "/charts/pareto",
+            get_with(work::pareto_curve, doc("Pareto curve", "The share of revenue of the top buyers, for each percent of buyers (0 to 100), on every customer or a segment's members.")),
+        )
+        .api_route(
             "/audit",
             get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );
-    let api = api.route_layer(middleware::from_fn_with_state(
-        Arc::clone(&state),
-        authenticate,
-    ));
+    let api = api
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ))
+        .api_route(
+            "/session",
+            aide::axum::routing::post_with(console::sign_in, |op| {
+                op.summary("Sign in")
+                    .description("Signs in with a token, or a user's name and password (crm user create), and sets the session cookie. Changes made with the cookie need the answer's csrf as the X-CSRF-Token header.")
+            })
+            .get_with(console::current, |op| {
+                op.summary("The session")
+                    .description("Who the session cookie signs in as, with its CSRF token.")
+            })
+            .delete_with(console::sign_out, |op| {
+                op.summary("Sign out").description("Ends the session.")
+            }),
+        );
     let mut openapi = OpenApi {
         info: aide::openapi::Info {
             title: "CRM API".into(),
@@ -574,7 +631,19 @@ pub fn router(state: Arc<AppState>) -> Router {
     let reference = aide::scalar::Scalar::new("/api/openapi.json")
         .with_title("CRM API reference")
         .html();
-    app.route("/healthz", axum::routing::get(healthz))
+    let console = Router::new()
+        .route("/", axum::routing::get(console::page))
+        .route("/signin", axum::routing::get(console::page))
+        .route("/customers", axum::routing::get(console::page))
+        .route("/customers/{id}", axum::routing::get(console::page))
+        .route("/analyses", axum::routing::get(console::page))
+        .route("/segments", axum::routing::get(console::page))
+        .route("/plugins", axum::routing::get(console::page))
+        .route("/imports", axum::routing::get(console::page))
+        .route("/assets/{file}", axum::routing::get(console::asset))
+        .layer(middleware::from_fn(console::secure_headers));
+    app.merge(console)
+        .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(metrics))
         .route(
@@ -633,6 +702,7 @@ pub fn serve(
         .try_init();
     let state = AppState::new(Arc::clone(&store), snapshot, plugins)?;
     state.set_failed_sign_ins(options.failed_sign_ins);
+    state.set_secure_cookies(options.secure_cookies);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -377,3 +377,66 @@ fn audit(
         tracing::error!(error = %e, "writing the audit log");
     }
 }
+
+#[derive(serde::Deserialize, JsonSchema)]
+pub(crate) struct AnalysisPath {
+    pub id: String,
+    /// One of the plugin's analyses.
+    pub name: String,
+}
+
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PluginAnalysisQuery {
+    /// Only the members of this saved segment.
+    pub segment: Option<String>,
+    /// Parameters the analysis reads, as the plugin documents them.
+    pub params: Option<String>,
+}
+
+/// `GET /api/v1/plugins/{id}/analyses/{name}`: runs one of a plugin's
+/// industry analyses over every customer or a segment's members.
+pub(crate) async fn analysis(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(AnalysisPath { id, name }): Path<AnalysisPath>,
+    super::problem::Query(query): super::problem::Query<PluginAnalysisQuery>,
+) -> Result<Json<super::work::AnalysisRows>, Problem> {
+    require(&caller, &[Role::Analyst, Role::Viewer], "run analyses")?;
+    let plugin = one(&state, &id)?;
+    if !plugin.analyses.contains(&name) {
+        return Err(Problem::not_found(format!(
+            "plugin {id} has no analysis '{name}' (it has {})",
+            plugin.analyses.join(", ")
+        )));
+    }
+    if !plugin.enabled {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Plugin disabled",
+            format!("plugin {id} is disabled; enable it to run its analyses"),
+        ));
+    }
+    let table = tokio::task::spawn_blocking(move || -> Result<analysis::Table, Problem> {
+        let data = state.read();
+        let rows: Vec<u32> = match &query.segment {
+            Some(segment) => super::work::members(&data.work, segment)?,
+            None => (0..data.work.snapshot.customers.len() as u32).collect(),
+        };
+        let loaded = data.work.registry.get(&id).map_err(Problem::internal)?;
+        let views = crate::plugins::Views::new(&data.work.snapshot);
+        let size = loaded.manifest.limits.max_batch as usize;
+        let mut batches = rows.chunks(size.max(1)).map(|chunk| views.batch(&loaded, chunk));
+        let (table, _) = data
+            .work
+            .registry
+            .analysis(&id, &name, query.params.as_deref().unwrap_or(""), &mut batches)
+            .map_err(|e| {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Analysis failed", e.to_string())
+            })?;
+        Ok(crate::plugins::table_of(table))
+    })
+    .await
+    .map_err(Problem::internal)??;
+    super::work::rows_of(&table)
+}

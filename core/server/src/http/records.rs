@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::NoContent;
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Record, Transaction};
 use schemars::JsonSchema;
@@ -448,6 +448,86 @@ fn day(text: Option<&str>, field: &str) -> Result<Option<i32>, Problem> {
     .transpose()
 }
 
+/// The rows of the customers `query` selects, in its order: after the
+/// row `page.0` and the first `page.1` of them, or all when `page` is
+/// `None`; whether more follow, and how many match in all.
+fn customer_rows(
+    data: &super::state::Data,
+    query: &CustomerQuery,
+    page: Option<(Option<&str>, usize)>,
+) -> Result<(Vec<u32>, bool, u64), Problem> {
+    let (sort, desc) = parse_sort(query.sort.as_deref(), &["customer_id", "name", "joined_at"])?;
+    let from = day(query.joined_from.as_deref(), "joined_from")?;
+    let to = day(query.joined_to.as_deref(), "joined_to")?;
+    let s = &data.work.snapshot;
+    let c = &s.customers;
+    let dicts = &s.dicts;
+    let code = |dict: &analysis::snapshot::Dict, v: &Option<String>| -> Option<Option<u32>> {
+        v.as_ref().map(|v| dict.find(v))
+    };
+    let region = code(&dicts.region, &query.region);
+    let city = code(&dicts.city, &query.city);
+    let tier = code(&dicts.tier, &query.tier);
+    let channel = query
+        .channel
+        .as_deref()
+        .map(|v| model::AcquisitionChannel::parse(v).ok().map(|c| c.index()));
+    let gender = query
+        .gender
+        .as_deref()
+        .map(|v| model::Gender::parse(v).ok().map(|g| g.index()));
+    let needle = query
+        .q
+        .as_deref()
+        .map(super::search::fold)
+        .filter(|q| !q.is_empty());
+    let matched: Vec<u32> = (0..c.len() as u32)
+        .filter(|&r| {
+            let i = r as usize;
+            let is = |want: Option<Option<u32>>, have: u32| want.is_none_or(|w| w == Some(have));
+            let is8 = |want: Option<Option<u8>>, have: u8| want.is_none_or(|w| w == Some(have));
+            is(region, c.region[i])
+                && is(city, c.city[i])
+                && is(tier, c.tier[i])
+                && is8(channel, c.channel[i])
+                && is8(gender, c.gender[i])
+                && from.is_none_or(|f| c.joined[i] >= f)
+                && to.is_none_or(|t| c.joined[i] <= t)
+                && needle
+                    .as_deref()
+                    .is_none_or(|q| data.search.matches(c.id(r), i, q))
+        })
+        .collect();
+    let total = matched.len() as u64;
+    let cmp = |a: u32, b: u32| -> Ordering {
+        let (x, y) = (a as usize, b as usize);
+        let key = match sort {
+            "name" => data.search.folded(x).cmp(data.search.folded(y)),
+            "joined_at" => c.joined[x].cmp(&c.joined[y]),
+            _ => Ordering::Equal,
+        };
+        let key = if desc { key.reverse() } else { key };
+        let by_id = c.id(a).cmp(c.id(b));
+        key.then(if desc && sort == "customer_id" {
+            by_id.reverse()
+        } else {
+            by_id
+        })
+    };
+    Ok(match page {
+        Some((after, limit)) => {
+            let after = after.and_then(|id| c.find(id));
+            let (rows, more) = top_after(matched, after, limit, &cmp);
+            (rows, more, total)
+        }
+        None => {
+            let mut rows = matched;
+            rows.sort_unstable_by(|&a, &b| cmp(a, b));
+            (rows, false, total)
+        }
+    })
+}
+
 /// `GET /api/v1/customers`.
 pub(crate) async fn list_customers(
     State(state): State<Arc<AppState>>,
@@ -456,76 +536,76 @@ pub(crate) async fn list_customers(
 ) -> Result<axum::Json<Page<Revised<Customer>>>, Problem> {
     require(&caller, READERS, "read customers")?;
     let limit = page_size(query.limit)?;
-    let (sort, desc) = parse_sort(query.sort.as_deref(), &["customer_id", "name", "joined_at"])?;
-    let from = day(query.joined_from.as_deref(), "joined_from")?;
-    let to = day(query.joined_to.as_deref(), "joined_to")?;
     let state2 = Arc::clone(&state);
     let (ids, more, total) = tokio::task::spawn_blocking(move || {
         let data = state2.data.read().expect("data lock");
-        let s = &data.work.snapshot;
-        let c = &s.customers;
-        let dicts = &s.dicts;
-        let code = |dict: &analysis::snapshot::Dict, v: &Option<String>| -> Option<Option<u32>> {
-            v.as_ref().map(|v| dict.find(v))
-        };
-        let region = code(&dicts.region, &query.region);
-        let city = code(&dicts.city, &query.city);
-        let tier = code(&dicts.tier, &query.tier);
-        let channel = query
-            .channel
-            .as_deref()
-            .map(|v| model::AcquisitionChannel::parse(v).ok().map(|c| c.index()));
-        let gender = query
-            .gender
-            .as_deref()
-            .map(|v| model::Gender::parse(v).ok().map(|g| g.index()));
-        let needle = query
-            .q
-            .as_deref()
-            .map(super::search::fold)
-            .filter(|q| !q.is_empty());
-        let matched: Vec<u32> = (0..c.len() as u32)
-            .filter(|&r| {
-                let i = r as usize;
-                let is =
-                    |want: Option<Option<u32>>, have: u32| want.is_none_or(|w| w == Some(have));
-                let is8 = |want: Option<Option<u8>>, have: u8| want.is_none_or(|w| w == Some(have));
-                is(region, c.region[i])
-                    && is(city, c.city[i])
-                    && is(tier, c.tier[i])
-                    && is8(channel, c.channel[i])
-                    && is8(gender, c.gender[i])
-                    && from.is_none_or(|f| c.joined[i] >= f)
-                    && to.is_none_or(|t| c.joined[i] <= t)
-                    && needle
-                        .as_deref()
-                        .is_none_or(|q| data.search.matches(c.id(r), i, q))
-            })
-            .collect();
-        let total = matched.len() as u64;
-        let cmp = |a: u32, b: u32| -> Ordering {
-            let (x, y) = (a as usize, b as usize);
-            let key = match sort {
-                "name" => data.search.folded(x).cmp(data.search.folded(y)),
-                "joined_at" => c.joined[x].cmp(&c.joined[y]),
-                _ => Ordering::Equal,
-            };
-            let key = if desc { key.reverse() } else { key };
-            let by_id = c.id(a).cmp(c.id(b));
-            key.then(if desc && sort == "customer_id" {
-                by_id.reverse()
-            } else {
-                by_id
-            })
-        };
-        let after = query.after.as_deref().and_then(|id| c.find(id));
-        let (rows, more) = top_after(matched, after, limit, &cmp);
+        let (rows, more, total) =
+            customer_rows(&data, &query, Some((query.after.as_deref(), limit)))?;
+        let c = &data.work.snapshot.customers;
         let ids: Vec<String> = rows.iter().map(|&r| c.id(r).to_owned()).collect();
-        (ids, more, total)
+        Ok::<_, Problem>((ids, more, total))
     })
     .await
-    .map_err(Problem::internal)?;
+    .map_err(Problem::internal)??;
     fetch_page(&state, ids, more, Some(total))
+}
+
+/// `GET /api/v1/customers.csv`: the customers a list selects (every page),
+/// in its order, as CSV in the import format, streamed.
+pub(crate) async fn export_customers(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<CustomerQuery>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    require(&caller, READERS, "export customers")?;
+    let state2 = Arc::clone(&state);
+    let ids = tokio::task::spawn_blocking(move || {
+        let data = state2.data.read().expect("data lock");
+        let (rows, _, _) = customer_rows(&data, &query, None)?;
+        let c = &data.work.snapshot.customers;
+        Ok::<_, Problem>(rows.iter().map(|&r| c.id(r).to_owned()).collect::<Vec<_>>())
+    })
+    .await
+    .map_err(Problem::internal)??;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(1 << 16);
+        transfer::format::write_header(EntityKind::Customer, &mut chunk);
+        for id in ids {
+            match store.get(EntityKind::Customer, &id) {
+                Ok(Some(r)) => transfer::format::write_record(&r, &mut chunk),
+                // Deleted since the list was taken.
+                Ok(None) => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            }
+            if chunk.len() >= 1 << 16 {
+                if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+                chunk.reserve(1 << 16);
+            }
+        }
+        let _ = tx.blocking_send(Ok(chunk));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"customers.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/products`.

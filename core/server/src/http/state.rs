@@ -32,6 +32,8 @@ pub struct AppState {
     pub registry: Arc<plugin_host::Registry>,
     pub data: RwLock<Data>,
     pub tokens: Tokens,
+    pub users: crate::users::Users,
+    pub(crate) sessions: super::console::Sessions,
     pub metrics: Metrics,
     /// Failed authentications per client address, for rate limiting.
     pub(super) failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
@@ -75,6 +77,8 @@ impl AppState {
         let webhooks = super::webhooks::Webhooks::new(Arc::clone(&store));
         let state = Arc::new(AppState {
             tokens: Tokens::new(Arc::clone(&store)),
+            users: crate::users::Users::new(Arc::clone(&store)),
+            sessions: Default::default(),
             registry,
             store,
             data: RwLock::new(Data { work, search }),
@@ -155,6 +159,33 @@ impl AppState {
 
     /// Sets how many failed authentications a client address may make in a
     /// minute before it gets 429.
+    /// Whether `ip` failed to sign in too often in the last minute.
+    pub(crate) fn too_many_failures(&self, ip: IpAddr) -> bool {
+        let failures = self.failures.lock().expect("failures lock");
+        failures.get(&ip).is_some_and(|&(n, since)| {
+            n >= self.failed_sign_ins.load(std::sync::atomic::Ordering::Relaxed)
+                && since.elapsed() < std::time::Duration::from_secs(60)
+        })
+    }
+
+    /// Counts a failed sign-in from `ip`.
+    pub(crate) fn failed(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let e = failures.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= std::time::Duration::from_secs(60) {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    /// Marks session cookies Secure (when a proxy serves the console over
+    /// HTTPS).
+    pub fn set_secure_cookies(&self, secure: bool) {
+        self.sessions
+            .secure
+            .store(secure, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_failed_sign_ins(&self, n: u32) {
         self.failed_sign_ins.store(n, Ordering::Relaxed);
     }

@@ -256,15 +256,16 @@ pub(crate) struct AnalysisQuery {
 /// `crm analyze NAME --format json` prints it.
 pub(crate) type AnalysisRows = Vec<serde_json::Map<String, Value>>;
 
-/// `GET /api/v1/analyses/{name}`.
-pub(crate) async fn run_analysis(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(NamePath { name }): Path<NamePath>,
-    Query(query): Query<AnalysisQuery>,
-) -> Result<Json<AnalysisRows>, Problem> {
-    require(&caller, ANALYSTS_AND_VIEWERS, "run analyses")?;
-    if analysis::describe(&name).is_none() {
+/// Runs analysis `name` (or, for `None`, the Pareto curve) as the query
+/// asks, off the async threads.
+async fn analysis_table(
+    state: Arc<AppState>,
+    name: Option<String>,
+    query: AnalysisQuery,
+) -> Result<analysis::Table, Problem> {
+    if let Some(name) = &name
+        && analysis::describe(name).is_none()
+    {
         return Err(Problem::not_found(format!(
             "no analysis '{name}'; the analyses are {}",
             analysis::NAMES.join(", ")
@@ -276,7 +277,7 @@ pub(crate) async fn run_analysis(
         .map(model::Date::parse)
         .transpose()
         .map_err(|e| Problem::bad_request("Invalid date", e.to_string()).at("as_of"))?;
-    let table = tokio::task::spawn_blocking(move || -> Result<Value, Problem> {
+    tokio::task::spawn_blocking(move || -> Result<analysis::Table, Problem> {
         let data = state.read();
         let customers = match &query.segment {
             None => None,
@@ -284,18 +285,79 @@ pub(crate) async fn run_analysis(
         };
         let scope = analysis::Scope { as_of, customers };
         let ctx = analysis::Context::new(&data.work.snapshot, &scope);
-        let table = analysis::run(&name, &ctx).expect("the name was checked");
-        serde_json::to_value(&table).map_err(Problem::internal)
+        Ok(match &name {
+            Some(name) => analysis::run(name, &ctx).expect("the name was checked"),
+            None => analysis::pareto_curve(&ctx),
+        })
     })
     .await
-    .map_err(Problem::internal)??;
-    serde_json::from_value(table)
+    .map_err(Problem::internal)?
+}
+
+pub(crate) fn rows_of(table: &analysis::Table) -> Result<Json<AnalysisRows>, Problem> {
+    serde_json::to_value(table)
+        .and_then(serde_json::from_value)
         .map(Json)
         .map_err(Problem::internal)
 }
 
+/// `GET /api/v1/analyses/{name}`.
+pub(crate) async fn run_analysis(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(NamePath { name }): Path<NamePath>,
+    Query(query): Query<AnalysisQuery>,
+) -> Result<Json<AnalysisRows>, Problem> {
+    require(&caller, ANALYSTS_AND_VIEWERS, "run analyses")?;
+    rows_of(&analysis_table(state, Some(name), query).await?)
+}
+
+/// `GET /api/v1/analyses/{name}/csv`: the same rows as CSV.
+pub(crate) async fn analysis_csv(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(NamePath { name }): Path<NamePath>,
+    Query(query): Query<AnalysisQuery>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    require(&caller, ANALYSTS_AND_VIEWERS, "run analyses")?;
+    let file = match &query.segment {
+        Some(segment) => format!("{name}-{segment}.csv"),
+        None => format!("{name}.csv"),
+    };
+    let file: String = file
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    let table = analysis_table(state, Some(name), query).await?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        table.to_csv(),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/charts/pareto`.
+pub(crate) async fn pareto_curve(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<AnalysisQuery>,
+) -> Result<Json<AnalysisRows>, Problem> {
+    require(&caller, ANALYSTS_AND_VIEWERS, "run analyses")?;
+    rows_of(&analysis_table(state, None, query).await?)
+}
+
 /// The rows of a saved segment's members.
-fn members(work: &crate::segments::Workspace, name: &str) -> Result<Vec<u32>, Problem> {
+pub(crate) fn members(work: &crate::segments::Workspace, name: &str) -> Result<Vec<u32>, Problem> {
     let def = saved(work, name)?;
     work.evaluate(&def, None).map(|e| e.members).map_err(|e| {
         Problem::new(
@@ -702,6 +764,62 @@ pub(crate) struct FieldInfo {
     pub origin: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+}
+
+/// `GET /api/v1/segments/{name}/history`: every saved revision of the
+/// segment, newest first.
+pub(crate) async fn segment_history(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(NamePath { name }): Path<NamePath>,
+) -> Result<Json<Vec<SegmentInfo>>, Problem> {
+    require(&caller, READERS, "read segments")?;
+    let mut revisions = state.store.definition_history(SPACE, &name)?;
+    if revisions.is_empty() {
+        return Err(Problem::not_found(format!("segment '{name}' was never saved")));
+    }
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
+    revisions.iter().map(info).collect::<Result<_, _>>().map(Json)
+}
+
+/// The values the customer list can be filtered by.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Facets {
+    pub region: Vec<String>,
+    pub city: Vec<String>,
+    pub tier: Vec<String>,
+    pub channel: Vec<String>,
+    pub gender: Vec<String>,
+}
+
+/// `GET /api/v1/facets/customers`: the values each filter of the customer
+/// list can take, sorted.
+pub(crate) async fn customer_facets(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Facets>, Problem> {
+    require(&caller, READERS, "read customers")?;
+    let data = state.read();
+    let dicts = &data.work.snapshot.dicts;
+    let values = |d: &analysis::snapshot::Dict| {
+        let mut v: Vec<String> = (0..d.len() as u32).map(|c| d.get(c).to_owned()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    Ok(Json(Facets {
+        region: values(&dicts.region),
+        city: values(&dicts.city),
+        tier: values(&dicts.tier),
+        channel: model::AcquisitionChannel::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        gender: model::Gender::ALL
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect(),
+    }))
 }
 
 /// `GET /api/v1/segments/fields`.
