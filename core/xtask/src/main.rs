@@ -14,6 +14,8 @@ fn main() -> Result<()> {
         Some("schemas") => schemas(),
         Some("test") => test(&args[1..]),
         Some("plugins") => plugins(),
+        Some("e2e") => e2e(E2e::Tests),
+        Some("bench-console") => bench_console(&args[1..]),
         Some("bench-import") => bench_import(&args[1..]),
         Some("bench-analyses") => bench_analyses(&args[1..]),
         _ => {
@@ -22,6 +24,8 @@ fn main() -> Result<()> {
                  tasks:\n  \
                  test          build everything and run all tests (extra arguments go to cargo test)\n  \
                  plugins       build the plugins for wasm32-wasip2 into packages in target/plugins/\n  \
+                 e2e           the console's end-to-end tests in headless Chromium (screenshots in target/e2e/)\n  \
+                 bench-console --store DIR  time to first render of the console's pages (see docs/BENCHMARKS.md)\n  \
                  schemas       write schemas/ from the model types\n  \
                  bench-import  [--customers N]... import benchmark (see docs/BENCHMARKS.md)\n  \
                  bench-analyses [--customers N]... analyses here and in DuckDB (see docs/BENCHMARKS.md)"
@@ -92,7 +96,182 @@ fn test(extra: &[String]) -> Result<()> {
     cargo(&["build", "--bins"])?;
     let mut args = vec!["test"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    cargo(&args)?;
+    if extra.is_empty() {
+        e2e(E2e::Tests)?;
+    }
+    Ok(())
+}
+
+/// What `e2e` runs against the served console.
+enum E2e {
+    /// The end-to-end tests, on a demo store of their own.
+    Tests,
+    /// The time-to-first-render benchmark, on a store given.
+    Bench { store: PathBuf, runs: u32 },
+}
+
+/// The Chromium the console is tested in: `CHROMIUM`, else Debian's.
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    path.exists().then_some(path)
+}
+
+/// Runs the console's browser tests (tests/e2e, Playwright driving headless
+/// Chromium) against `crm serve` on a loopback port.
+fn e2e(what: E2e) -> Result<()> {
+    let root = root();
+    let Some(chromium) = chromium() else {
+        let hint = "install Chromium (Debian: apt-get install chromium) or set CHROMIUM to its path";
+        if std::env::var("CRM_E2E").as_deref() == Ok("required") || matches!(what, E2e::Bench { .. }) {
+            bail!("the console's browser tests need Chromium: {hint}");
+        }
+        eprintln!("\n== the console's browser tests were NOT run: {hint}, then run `cargo xtask e2e`\n");
+        return Ok(());
+    };
+    let e2e = root.join("tests/e2e");
+    if !e2e.join("node_modules/@playwright/test").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .current_dir(&e2e)
+            .status()
+            .context("running npm (Node.js and npm are needed for the browser tests)")?;
+        if !status.success() {
+            bail!("npm ci in tests/e2e failed ({status})");
+        }
+    }
+    cargo(&["build", "--bin", "crm"])?;
+    let crm = root.join("target/debug/crm");
+    let out = root.join("target/e2e");
+    let work = out.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let mut users = Vec::new();
+    let store = match &what {
+        E2e::Tests => {
+            // The demo store: generated data, the tobacco-retail plugin and
+            // its segments.
+            let status = Command::new(&crm)
+                .args(["demo", "--customers", "2000", "--no-serve", "--dir"])
+                .arg(&work)
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("crm demo failed ({status})");
+            }
+            let store = work.join("store-retail");
+            for role in ["admin", "agent", "viewer", "analyst"] {
+                let name = format!("e2e-{role}");
+                let password = format!("{name}-password");
+                let mut child = Command::new(&crm)
+                    .args(["user", "create", &name, "--role", role, "--password-stdin", "--db"])
+                    .arg(&store)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()?;
+                use std::io::Write as _;
+                writeln!(child.stdin.take().context("stdin")?, "{password}")?;
+                if !child.wait()?.success() {
+                    bail!("crm user create {name} failed");
+                }
+                users.push((role, name, password));
+            }
+            store
+        }
+        E2e::Bench { store, .. } => {
+            // The benchmark signs in as user `bench`, made (or its password
+            // set) in the store given: only the store's users change.
+            let mut child = Command::new(&crm)
+                .args(["user", "password", "bench", "--role", "viewer", "--password-stdin", "--db"])
+                .arg(store)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            use std::io::Write as _;
+            writeln!(child.stdin.take().context("stdin")?, "bench-password")?;
+            if !child.wait()?.success() {
+                let mut child = Command::new(&crm)
+                    .args(["user", "create", "bench", "--role", "viewer", "--password-stdin", "--db"])
+                    .arg(store)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()?;
+                writeln!(child.stdin.take().context("stdin")?, "bench-password")?;
+                if !child.wait()?.success() {
+                    bail!("making the benchmark's user failed");
+                }
+            }
+            users.push(("viewer", "bench".into(), "bench-password".into()));
+            store.clone()
+        }
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(out.join("server.log"))?;
+    let mut server = Command::new(&crm)
+        .args(["serve", "--addr", &addr, "--db"])
+        .arg(&store)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting crm serve")?;
+    let result = (|| -> Result<()> {
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            if started.elapsed() > std::time::Duration::from_secs(300) {
+                bail!("crm serve did not listen on {addr} (see target/e2e/server.log)");
+            }
+            if let Some(status) = server.try_wait()? {
+                bail!("crm serve stopped ({status}; see target/e2e/server.log)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut command = Command::new("node");
+        match &what {
+            E2e::Tests => {
+                command.args(["node_modules/@playwright/test/cli.js", "test"]);
+            }
+            E2e::Bench { runs, .. } => {
+                command.args(["bench.mjs", &runs.to_string()]);
+            }
+        }
+        command
+            .current_dir(&e2e)
+            .env("CRM_URL", format!("http://{addr}"))
+            .env("CRM_E2E_OUT", &out)
+            .env("CRM_E2E_DATA", &work)
+            .env("CHROMIUM", &chromium);
+        for (role, name, password) in &users {
+            command
+                .env(format!("CRM_{}_USER", role.to_uppercase()), name)
+                .env(format!("CRM_{}_PASSWORD", role.to_uppercase()), password);
+        }
+        let status = command.status().context("running node")?;
+        if !status.success() {
+            bail!("the console's browser tests failed (screenshots, traces and the server log in target/e2e/)");
+        }
+        Ok(())
+    })();
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    result
+}
+
+/// `cargo xtask bench-console --store DIR [--runs N]`.
+fn bench_console(args: &[String]) -> Result<()> {
+    let mut store = None;
+    let mut runs = 10;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--store" => store = Some(PathBuf::from(it.next().context("--store needs a path")?)),
+            "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let store = store.context("give the store to measure: --store DIR (cargo xtask bench-import makes target/bench/store-1000000)")?;
+    e2e(E2e::Bench { store, runs })
 }
 
 /// The import benchmark of docs/BENCHMARKS.md: for each size, the reference

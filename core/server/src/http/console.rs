@@ -271,33 +271,28 @@ pub(crate) async fn sign_in(
 }
 
 /// `GET /api/v1/session`: who the session cookie signs in as, with its
-/// CSRF token.
+/// CSRF token; `null` without a session (or when it has ended).
 pub(crate) async fn current(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> Result<axum::Json<SessionInfo>, Problem> {
-    let not_signed_in = || {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "Not signed in",
-            "no session; sign in with POST /api/v1/session",
-        )
+) -> axum::Json<Option<SessionInfo>> {
+    let info = match caller_of_session(&state, &headers, &Method::GET) {
+        Some(Ok(caller)) => cookie(&headers, COOKIE).and_then(|id| {
+            state
+                .sessions
+                .map
+                .lock()
+                .expect("sessions lock")
+                .get(&digest(id))
+                .map(|s| SessionInfo {
+                    name: caller.name,
+                    role: caller.role,
+                    csrf: s.csrf.clone(),
+                })
+        }),
+        _ => None,
     };
-    let caller = caller_of_session(&state, &headers, &Method::GET).ok_or_else(not_signed_in)??;
-    let id = cookie(&headers, COOKIE).ok_or_else(not_signed_in)?;
-    let csrf = state
-        .sessions
-        .map
-        .lock()
-        .expect("sessions lock")
-        .get(&digest(id))
-        .map(|s| s.csrf.clone())
-        .ok_or_else(not_signed_in)?;
-    Ok(axum::Json(SessionInfo {
-        name: caller.name,
-        role: caller.role,
-        csrf,
-    }))
+    axum::Json(info)
 }
 
 /// `DELETE /api/v1/session`: signs out.
@@ -346,8 +341,10 @@ const VIEW_PARAMS: [&str; 9] = [
     "sort",
 ];
 
+/// The views of each caller are kept under a prefix made from their name
+/// (names may hold any character, the prefix only hex digits).
 fn view_key(caller: &Caller, name: &str) -> String {
-    format!("{}\u{1f}{name}", caller.name)
+    format!("{}:{name}", &digest(&caller.name)[..16])
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -383,7 +380,7 @@ pub(crate) async fn put_view(
     Body(view): Body<SavedView>,
 ) -> Result<NoContent, Problem> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 80 || name.contains('\u{1f}') {
+    if name.is_empty() || name.len() > 80 || name.chars().any(char::is_control) {
         return Err(Problem::bad_request(
             "Invalid name",
             "a view's name is 1 to 80 characters",
@@ -435,6 +432,16 @@ const STYLE: &str = include_str!("../../console/app.css");
 /// inline script or style, no framing.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The console's file `name` as built in, or, when `CRM_CONSOLE_DIR` names
+/// a directory (while working on the console), as it is there now.
+fn console_file(name: &str, built_in: &'static str) -> std::borrow::Cow<'static, str> {
+    match std::env::var_os("CRM_CONSOLE_DIR") {
+        Some(dir) => std::fs::read_to_string(std::path::Path::new(&dir).join(name))
+            .map_or(built_in.into(), Into::into),
+        None => built_in.into(),
+    }
+}
+
 /// `GET /` and the console's other pages: the one HTML page (the script
 /// draws the page the path names).
 pub(crate) async fn page() -> Response {
@@ -443,7 +450,7 @@ pub(crate) async fn page() -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        INDEX,
+        console_file("index.html", INDEX),
     )
         .into_response()
 }
@@ -457,7 +464,7 @@ pub(crate) async fn asset(axum::extract::Path(file): axum::extract::Path<String>
     };
     (
         [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
-        body,
+        console_file(&file, body),
     )
         .into_response()
 }

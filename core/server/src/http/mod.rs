@@ -590,7 +590,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             })
             .get_with(console::current, |op| {
                 op.summary("The session")
-                    .description("Who the session cookie signs in as, with its CSRF token.")
+                    .description("Who the session cookie signs in as, with its CSRF token; null without a session.")
             })
             .delete_with(console::sign_out, |op| {
                 op.summary("Sign out").description("Ends the session.")
