@@ -18,14 +18,15 @@ use tower::ServiceExt;
 
 use crate::support::{crm, crm_bin, dataset, import, open_store, plugin_package};
 
-struct Api {
+pub(crate) struct Api {
     _dir: tempfile::TempDir,
     router: axum::Router,
     tokens: Vec<(Role, String)>,
+    pub(crate) state: Arc<AppState>,
 }
 
 impl Api {
-    fn new() -> Api {
+    pub(crate) fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store");
         let store = open_store(&db);
@@ -40,23 +41,22 @@ impl Api {
             .into_iter()
             .map(|role| (role, tokens.create(role.as_str(), role).unwrap()))
             .collect();
+        let state = AppState::new(store, snapshot, registry).unwrap();
+        state.set_webhook_retry(std::time::Duration::from_millis(50));
         Api {
             _dir: dir,
-            router: {
-                let state = AppState::new(store, snapshot, registry).unwrap();
-                state.set_webhook_retry(std::time::Duration::from_millis(50));
-                router(state)
-            },
+            router: router(Arc::clone(&state)),
+            state,
             tokens,
         }
     }
 
-    fn token(&self, role: Role) -> &str {
+    pub(crate) fn token(&self, role: Role) -> &str {
         &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
     }
 
     /// Sends a request from `peer`; the status, content type and body.
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         uri: &str,
@@ -68,7 +68,7 @@ impl Api {
     }
 
     /// As `send`, with headers and a body; also the response's ETag.
-    fn send_with(
+    pub(crate) fn send_with(
         &self,
         method: &str,
         uri: &str,
@@ -77,6 +77,23 @@ impl Api {
         headers: &[(&str, &str)],
         body: String,
     ) -> ((StatusCode, String, Value), Option<String>) {
+        let (answer, headers) = self.exchange(method, uri, token, peer, headers, body);
+        let etag = headers
+            .get(header::ETAG)
+            .map(|v| v.to_str().unwrap().to_owned());
+        (answer, etag)
+    }
+
+    /// As `send_with`, answering every header of the response.
+    pub(crate) fn exchange(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        peer: [u8; 4],
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> ((StatusCode, String, Value), axum::http::HeaderMap) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -100,21 +117,18 @@ impl Api {
                 .map(|v| v.to_str().unwrap().to_owned())
                 .unwrap_or_default();
             assert!(response.headers().contains_key("x-request-id"));
-            let etag = response
-                .headers()
-                .get(header::ETAG)
-                .map(|v| v.to_str().unwrap().to_owned());
+            let headers = response.headers().clone();
             let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
                 .await
                 .unwrap();
             let body = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-            ((status, kind, body), etag)
+            ((status, kind, body), headers)
         })
     }
 }
 
-const HERE: [u8; 4] = [127, 0, 0, 1];
+pub(crate) const HERE: [u8; 4] = [127, 0, 0, 1];
 
 #[test]
 fn health_readiness_and_metrics_need_no_token() {

@@ -3,6 +3,7 @@
 
 mod analyses;
 mod cli;
+mod console;
 mod http;
 mod import;
 mod industry;

@@ -1226,7 +1226,12 @@ fn serve(db: &Path, cache_mib: u64, options: crate::http::Options) -> Result<()>
     crate::http::serve(db, store, opened.snapshot, registry, options)
 }
 
-fn demo(dir: &Path, industry: Industry, customers: u32, serve_on: Option<std::net::SocketAddr>) -> Result<()> {
+fn demo(
+    dir: &Path,
+    industry: Industry,
+    customers: u32,
+    serve_on: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let name = match industry {
         Industry::Retail => "retail",
         Industry::Banking => "banking",
@@ -2211,7 +2216,11 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let mut batches = rows.chunks(size).map(|chunk| views.batch(plugin, chunk));
             let (table, _) =
                 registry.analysis(&id, &name, params.as_deref().unwrap_or(""), &mut batches)?;
-            print_table(&format!("{id} {name}"), &crate::plugins::table_of(table), format)
+            print_table(
+                &format!("{id} {name}"),
+                &crate::plugins::table_of(table),
+                format,
+            )
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 use store::{Expect, Store};
 

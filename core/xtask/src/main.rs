@@ -124,11 +124,16 @@ fn chromium() -> Option<PathBuf> {
 fn e2e(what: E2e) -> Result<()> {
     let root = root();
     let Some(chromium) = chromium() else {
-        let hint = "install Chromium (Debian: apt-get install chromium) or set CHROMIUM to its path";
-        if std::env::var("CRM_E2E").as_deref() == Ok("required") || matches!(what, E2e::Bench { .. }) {
+        let hint =
+            "install Chromium (Debian: apt-get install chromium) or set CHROMIUM to its path";
+        if std::env::var("CRM_E2E").as_deref() == Ok("required")
+            || matches!(what, E2e::Bench { .. })
+        {
             bail!("the console's browser tests need Chromium: {hint}");
         }
-        eprintln!("\n== the console's browser tests were NOT run: {hint}, then run `cargo xtask e2e`\n");
+        eprintln!(
+            "\n== the console's browser tests were NOT run: {hint}, then run `cargo xtask e2e`\n"
+        );
         return Ok(());
     };
     let e2e = root.join("tests/e2e");
@@ -167,7 +172,15 @@ fn e2e(what: E2e) -> Result<()> {
                 let name = format!("e2e-{role}");
                 let password = format!("{name}-password");
                 let mut child = Command::new(&crm)
-                    .args(["user", "create", &name, "--role", role, "--password-stdin", "--db"])
+                    .args([
+                        "user",
+                        "create",
+                        &name,
+                        "--role",
+                        role,
+                        "--password-stdin",
+                        "--db",
+                    ])
                     .arg(&store)
                     .stdin(std::process::Stdio::piped())
                     .spawn()?;
@@ -184,7 +197,15 @@ fn e2e(what: E2e) -> Result<()> {
             // The benchmark signs in as user `bench`, made (or its password
             // set) in the store given: only the store's users change.
             let mut child = Command::new(&crm)
-                .args(["user", "password", "bench", "--role", "viewer", "--password-stdin", "--db"])
+                .args([
+                    "user",
+                    "password",
+                    "bench",
+                    "--role",
+                    "viewer",
+                    "--password-stdin",
+                    "--db",
+                ])
                 .arg(store)
                 .stdin(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
@@ -193,7 +214,15 @@ fn e2e(what: E2e) -> Result<()> {
             writeln!(child.stdin.take().context("stdin")?, "bench-password")?;
             if !child.wait()?.success() {
                 let mut child = Command::new(&crm)
-                    .args(["user", "create", "bench", "--role", "viewer", "--password-stdin", "--db"])
+                    .args([
+                        "user",
+                        "create",
+                        "bench",
+                        "--role",
+                        "viewer",
+                        "--password-stdin",
+                        "--db",
+                    ])
                     .arg(store)
                     .stdin(std::process::Stdio::piped())
                     .spawn()?;
@@ -206,7 +235,9 @@ fn e2e(what: E2e) -> Result<()> {
             store.clone()
         }
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(out.join("server.log"))?;
     let mut server = Command::new(&crm)
@@ -249,7 +280,9 @@ fn e2e(what: E2e) -> Result<()> {
         }
         let status = command.status().context("running node")?;
         if !status.success() {
-            bail!("the console's browser tests failed (screenshots, traces and the server log in target/e2e/)");
+            bail!(
+                "the console's browser tests failed (screenshots, traces and the server log in target/e2e/)"
+            );
         }
         Ok(())
     })();

@@ -152,7 +152,11 @@ pub(super) fn caller_of_session(
         }
     }
     Some(match who(state, &subject) {
-        Some((name, role)) => Ok(Caller { name, role }),
+        Some((name, role)) => Ok(Caller {
+            name,
+            role,
+            user: matches!(subject, Subject::User(_)),
+        }),
         None => {
             state
                 .sessions
@@ -344,7 +348,11 @@ const VIEW_PARAMS: [&str; 9] = [
 /// The views of each caller are kept under a prefix made from their name
 /// (names may hold any character, the prefix only hex digits).
 fn view_key(caller: &Caller, name: &str) -> String {
-    format!("{}:{name}", &digest(&caller.name)[..16])
+    let who = if caller.user { "user" } else { "token" };
+    format!(
+        "{}:{name}",
+        &digest(&format!("{who} {}", caller.name))[..16]
+    )
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -381,13 +389,15 @@ pub(crate) async fn put_view(
 ) -> Result<NoContent, Problem> {
     let name = name.trim();
     if name.is_empty() || name.len() > 80 || name.chars().any(char::is_control) {
-        return Err(Problem::bad_request(
-            "Invalid name",
-            "a view's name is 1 to 80 characters",
-        )
-        .at("name"));
+        return Err(
+            Problem::bad_request("Invalid name", "a view's name is 1 to 80 characters").at("name"),
+        );
     }
-    if let Some(bad) = view.params.keys().find(|k| !VIEW_PARAMS.contains(&k.as_str())) {
+    if let Some(bad) = view
+        .params
+        .keys()
+        .find(|k| !VIEW_PARAMS.contains(&k.as_str()))
+    {
         return Err(Problem::bad_request(
             "Invalid view",
             format!(
@@ -398,12 +408,9 @@ pub(crate) async fn put_view(
         .at(format!("params.{bad}")));
     }
     let body = serde_json::to_string(&view).map_err(Problem::internal)?;
-    state.store.save_definition(
-        VIEWS,
-        &view_key(&caller, name),
-        &body,
-        store::Expect::Any,
-    )?;
+    state
+        .store
+        .save_definition(VIEWS, &view_key(&caller, name), &body, store::Expect::Any)?;
     Ok(NoContent)
 }
 
@@ -463,7 +470,10 @@ pub(crate) async fn asset(axum::extract::Path(file): axum::extract::Path<String>
         _ => return Problem::not_found(format!("no asset '{file}'")).into_response(),
     };
     (
-        [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         console_file(&file, body),
     )
         .into_response()

@@ -73,12 +73,14 @@ impl Metrics {
     }
 }
 
-/// Who sent the request (the bearer token's name and role), set by the
-/// authentication layer.
+/// Who sent the request (the token's or the user's name, and the role),
+/// set by the authentication layer.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// Signed in as a user (with a password) rather than with a token.
+    pub user: bool,
 }
 
 /// Failed authentications allowed per client in a minute before 429.
@@ -129,7 +131,11 @@ async fn authenticate(
                 .who(t)
                 .ok()
                 .flatten()
-                .map(|(name, role)| Caller { name, role })
+                .map(|(name, role)| Caller {
+                    name,
+                    role,
+                    user: false,
+                })
                 .ok_or("the token is not known (or was revoked)"),
         },
     };

@@ -426,13 +426,24 @@ pub(crate) async fn analysis(
         let loaded = data.work.registry.get(&id).map_err(Problem::internal)?;
         let views = crate::plugins::Views::new(&data.work.snapshot);
         let size = loaded.manifest.limits.max_batch as usize;
-        let mut batches = rows.chunks(size.max(1)).map(|chunk| views.batch(&loaded, chunk));
+        let mut batches = rows
+            .chunks(size.max(1))
+            .map(|chunk| views.batch(&loaded, chunk));
         let (table, _) = data
             .work
             .registry
-            .analysis(&id, &name, query.params.as_deref().unwrap_or(""), &mut batches)
+            .analysis(
+                &id,
+                &name,
+                query.params.as_deref().unwrap_or(""),
+                &mut batches,
+            )
             .map_err(|e| {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Analysis failed", e.to_string())
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Analysis failed",
+                    e.to_string(),
+                )
             })?;
         Ok(crate::plugins::table_of(table))
     })

@@ -163,7 +163,9 @@ impl AppState {
     pub(crate) fn too_many_failures(&self, ip: IpAddr) -> bool {
         let failures = self.failures.lock().expect("failures lock");
         failures.get(&ip).is_some_and(|&(n, since)| {
-            n >= self.failed_sign_ins.load(std::sync::atomic::Ordering::Relaxed)
+            n >= self
+                .failed_sign_ins
+                .load(std::sync::atomic::Ordering::Relaxed)
                 && since.elapsed() < std::time::Duration::from_secs(60)
         })
     }
@@ -543,7 +545,8 @@ fn still_named(snapshot: &analysis::Snapshot, kind: EntityKind, id: &str) -> Opt
 
 impl Caller {
     pub fn actor(&self) -> Actor {
-        Actor::new(format!("token {} ({})", self.name, self.role.as_str()))
+        let kind = if self.user { "user" } else { "token" };
+        Actor::new(format!("{kind} {} ({})", self.name, self.role.as_str()))
     }
 }
 

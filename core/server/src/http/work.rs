@@ -327,7 +327,13 @@ pub(crate) async fn analysis_csv(
     };
     let file: String = file
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let table = analysis_table(state, Some(name), query).await?;
     Ok((
@@ -776,10 +782,16 @@ pub(crate) async fn segment_history(
     require(&caller, READERS, "read segments")?;
     let mut revisions = state.store.definition_history(SPACE, &name)?;
     if revisions.is_empty() {
-        return Err(Problem::not_found(format!("segment '{name}' was never saved")));
+        return Err(Problem::not_found(format!(
+            "segment '{name}' was never saved"
+        )));
     }
     revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
-    revisions.iter().map(info).collect::<Result<_, _>>().map(Json)
+    revisions
+        .iter()
+        .map(info)
+        .collect::<Result<_, _>>()
+        .map(Json)
 }
 
 /// The values the customer list can be filtered by.
