@@ -349,6 +349,51 @@ impl Customers {
         })
     }
 
+    /// The rows in id order (descending with `desc`) whose ids come after
+    /// `after` in that order, lazily: a page of a list in id order reads
+    /// only the rows it shows.
+    pub fn in_id_order_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        desc: bool,
+    ) -> Box<dyn Iterator<Item = u32> + 'a> {
+        use std::ops::Bound;
+        let key = |ci: &u32| self.ids.get(*ci as usize);
+        if !desc {
+            let start = after.map_or(0, |a| self.by_id.partition_point(|ci| key(ci) <= a));
+            let recent = self.recent.range::<str, _>((
+                after.map_or(Bound::Unbounded, Bound::Excluded),
+                Bound::Unbounded,
+            ));
+            let mut recent = recent.peekable();
+            let mut base = self.by_id[start..].iter().peekable();
+            Box::new(std::iter::from_fn(move || {
+                match (base.peek(), recent.peek()) {
+                    (Some(b), Some((r, _))) if r.as_str() < key(b) => recent.next().map(|(_, &ci)| ci),
+                    (Some(_), _) => base.next().copied(),
+                    (None, _) => recent.next().map(|(_, &ci)| ci),
+                }
+            }))
+        } else {
+            let end = after.map_or(self.by_id.len(), |a| {
+                self.by_id.partition_point(|ci| key(ci) < a)
+            });
+            let recent = self.recent.range::<str, _>((
+                Bound::Unbounded,
+                after.map_or(Bound::Unbounded, Bound::Excluded),
+            ));
+            let mut recent = recent.rev().peekable();
+            let mut base = self.by_id[..end].iter().rev().peekable();
+            Box::new(std::iter::from_fn(move || {
+                match (base.peek(), recent.peek()) {
+                    (Some(b), Some((r, _))) if r.as_str() > key(b) => recent.next().map(|(_, &ci)| ci),
+                    (Some(_), _) => base.next().copied(),
+                    (None, _) => recent.next().map(|(_, &ci)| ci),
+                }
+            }))
+        }
+    }
+
     /// Every row in id order.
     pub fn in_id_order(&self) -> Vec<u32> {
         if self.recent.is_empty() {

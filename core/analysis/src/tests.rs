@@ -904,6 +904,25 @@ fn customers_added_one_by_one_are_found_and_ranked_as_if_built_together() {
     let in_order: Vec<&str> = order.iter().map(|&r| c.id(r)).collect();
     let want: Vec<&str> = sorted.iter().map(String::as_str).collect();
     assert_eq!(in_order, want);
+    // Read lazily from any point, both ways, with recent rows not merged yet.
+    assert!(!c.recent.is_empty());
+    for after in [None, Some("A"), Some("K00000"), Some("K04242"), Some("K04242x"), Some("K99999")] {
+        let asc: Vec<u32> = c.in_id_order_after(after, false).collect();
+        let want_asc: Vec<u32> = order
+            .iter()
+            .copied()
+            .filter(|&r| after.is_none_or(|a| c.id(r) > a))
+            .collect();
+        assert_eq!(asc, want_asc, "after {after:?}");
+        let desc: Vec<u32> = c.in_id_order_after(after, true).collect();
+        let want_desc: Vec<u32> = order
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&r| after.is_none_or(|a| c.id(r) < a))
+            .collect();
+        assert_eq!(desc, want_desc, "after {after:?}");
+    }
     for (p, &row) in order.iter().enumerate() {
         assert_eq!(c.rank()[row as usize], p as u32);
         assert_eq!(c.find(c.id(row)), Some(row));

@@ -102,8 +102,10 @@ async function call(method, path, body, headers = {}) {
   if (!r.ok) {
     let problem;
     try { problem = await r.json(); } catch { problem = { title: r.statusText, detail: 'HTTP ' + r.status }; }
-    if (r.status === 401 && path !== '/session') {
+    if (r.status === 401 && path !== '/session' && session) {
+      // The session ended while working (a restart, a revoked token).
       session = null;
+      sessionReady = null;
       go('/signin' + params({ next: location.pathname + location.search }));
     }
     throw new ApiError(r.status, problem);
@@ -173,25 +175,39 @@ window.addEventListener('popstate', () => render());
 
 let renderId = 0;
 
+/** Who is signed in: asked once, while the page asks for its data. */
+let sessionReady = null;
+
 async function render() {
   const id = ++renderId;
   const path = location.pathname;
-  if (!session && path !== '/signin') {
-    session = (await call('GET', '/session').catch(() => ({ data: null }))).data;
+  const current = () => id === renderId;
+  if (path !== '/signin') {
     if (!session) {
-      go('/signin' + params({ next: path + location.search }), true);
-      return;
+      sessionReady = sessionReady || call('GET', '/session').then((r) => r.data, () => null);
+      sessionReady.then((s2) => {
+        session = s2;
+        if (!current()) return;
+        if (s2) drawHeader(path);
+        else go('/signin' + params({ next: path + location.search }), true);
+      });
+    } else {
+      sessionReady = Promise.resolve(session);
+      drawHeader(path);
     }
+  } else {
+    sessionReady = null;
+    drawHeader(path);
   }
-  drawHeader(path);
   for (const [re, page] of routes) {
     const m = path.match(re);
     if (m) {
       fill(view);
       try {
-        await page(m[1] && decodeURIComponent(m[1]), () => id === renderId);
+        await page(m[1] && decodeURIComponent(m[1]), current);
       } catch (err) {
-        if (id === renderId && !(err instanceof ApiError && err.status === 401)) fill(view, errorBox(err));
+        // Not signed in: the sign-in page is on its way.
+        if (current() && !(err instanceof ApiError && err.status === 401)) fill(view, errorBox(err));
       }
       return;
     }
@@ -201,8 +217,8 @@ async function render() {
 
 function drawHeader(path) {
   const top = document.getElementById('top');
-  top.hidden = !session;
-  if (!session) return;
+  top.hidden = !session || path === '/signin';
+  if (top.hidden) return;
   fill(document.getElementById('nav'), sections.map(([href, label]) =>
     h('a', { href, class: path.startsWith(href) || (href === '/customers' && path === '/') ? 'active' : null }, label)));
   fill(document.getElementById('who'), 
@@ -213,6 +229,8 @@ function drawHeader(path) {
 async function signOut() {
   try { await call('DELETE', '/session'); } catch { /* signed out either way */ }
   session = null;
+  sessionReady = null;
+  pluginSchemas = null;
   go('/signin');
 }
 
@@ -416,15 +434,8 @@ let pluginSchemas = null;
 
 /** Each enabled plugin's field schema: [{plugin, name, schema}]. */
 async function fieldSchemas() {
-  if (pluginSchemas) return pluginSchemas;
-  const plugins = await api('/plugins').catch(() => []);
-  const out = [];
-  await Promise.all(plugins.filter((p) => p.enabled && p.fields.length).map(async (p) => {
-    const schema = await api('/plugins/' + enc(p.id) + '/fields').catch(() => null);
-    if (schema) out.push({ plugin: p.id, name: p.name, schema });
-  }));
-  pluginSchemas = out;
-  return out;
+  if (!pluginSchemas) pluginSchemas = await api('/plugin-fields').catch(() => []);
+  return pluginSchemas;
 }
 
 /** The plugins' fields in groups: [[group, [[key, property]]]]. */
@@ -458,7 +469,7 @@ function fieldLabel(key, prop) { return (prop && prop.title) || key.replace(/_/g
 
 async function customerPage(id, current) {
   document.title = id + ' · CRM';
-  const [{ data: v, etag }, schemas] = await Promise.all([call('GET', '/customers/' + enc(id) + '/view?timeline=50'), fieldSchemas()]);
+  const [{ data: v, etag }, schemas] = await Promise.all([call('GET', '/customers/' + enc(id) + '/view?timeline=50'), fieldSchemas(), sessionReady]);
   if (!current()) return;
   const c = v.customer;
   document.title = c.name + ' · CRM';
@@ -842,6 +853,8 @@ const CHARTS = [
 ];
 
 async function analysesPage(_, current) {
+  await sessionReady;
+  if (!current() || !session) return;
   document.title = 'Analyses · CRM';
   const url = new URLSearchParams(location.search);
   const segment = h('select', { name: 'segment', 'aria-label': 'Segment' }, h('option', { value: '' }, 'All customers'));
@@ -920,6 +933,8 @@ function chartCard(chart, q) {
 // --------------------------------------------------------------- segments
 
 async function segmentsPage(_, current) {
+  await sessionReady;
+  if (!current() || !session) return;
   document.title = 'Segments · CRM';
   const list = h('ul', { class: 'list', id: 'segment-list' });
   const name = h('input', { name: 'name', placeholder: 'name-of-the-segment', 'aria-label': 'Segment name', required: true });
@@ -1099,6 +1114,8 @@ function explainView(r) {
 // ---------------------------------------------------------------- plugins
 
 async function pluginsPage(_, current) {
+  await sessionReady;
+  if (!current() || !session) return;
   document.title = 'Plugins · CRM';
   const message = h('div', { 'aria-live': 'polite' });
   const table = h('div', { class: 'table-wrap' });
@@ -1176,6 +1193,8 @@ async function pluginsPage(_, current) {
 // ----------------------------------------------------------------- import
 
 async function importsPage(_, current) {
+  await sessionReady;
+  if (!current() || !session) return;
   document.title = 'Import · CRM';
   const files = h('input', { type: 'file', multiple: true, accept: '.csv,text/csv', name: 'files', 'aria-label': 'CSV files' });
   const skip = h('input', { type: 'checkbox', name: 'skip_invalid' });

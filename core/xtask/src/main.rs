@@ -148,8 +148,18 @@ fn e2e(what: E2e) -> Result<()> {
             bail!("npm ci in tests/e2e failed ({status})");
         }
     }
-    cargo(&["build", "--bin", "crm"])?;
-    let crm = root.join("target/debug/crm");
+    // The tests reuse the debug build of `cargo xtask test`; the benchmark
+    // measures the release build.
+    let crm = match what {
+        E2e::Tests => {
+            cargo(&["build", "--bin", "crm"])?;
+            root.join("target/debug/crm")
+        }
+        E2e::Bench { .. } => {
+            cargo(&["build", "--release", "--bin", "crm"])?;
+            root.join("target/release/crm")
+        }
+    };
     let out = root.join("target/e2e");
     let work = out.join("work");
     let _ = std::fs::remove_dir_all(&work);

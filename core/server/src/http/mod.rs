@@ -512,6 +512,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             aide::axum::routing::post_with(plugins::disable, doc("Disable a plugin", "Disables the plugin: its hooks are no longer called.")),
         )
         .api_route(
+            "/plugin-fields",
+            get_with(plugins::all_fields, doc("Every plugin's fields", "The field schemas of every enabled plugin that owns fields: what a customer form lays out.")),
+        )
+        .api_route(
             "/plugins/{id}/analyses/{name}",
             get_with(plugins::analysis, doc("Run a plugin's analysis", "Runs one of the plugin's industry analyses over every customer or a segment's members.")),
         )

@@ -122,16 +122,52 @@ pub(crate) async fn fields(
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Json<Value>, Problem> {
     require(&caller, READERS, "read plugins")?;
-    let data = state.read();
-    let plugin = data.work.registry.get(&id).map_err(problem)?;
+    let plugin = state.read().work.registry.get(&id).map_err(problem)?;
+    schema_of(&plugin).map(Json)
+}
+
+/// The JSON Schema of the fields `plugin` owns (an empty object schema
+/// when it owns none).
+fn schema_of(plugin: &plugin_host::LoadedPlugin) -> Result<Value, Problem> {
+    let id = plugin.id();
     let Some(file) = &plugin.manifest.fields else {
-        return Ok(Json(serde_json::json!({"type": "object"})));
+        return Ok(serde_json::json!({"type": "object"}));
     };
     let text = std::fs::read_to_string(plugin.dir.join(&file.schema))
         .map_err(|e| Problem::internal(format!("reading the schema of {id}: {e}")))?;
-    serde_json::from_str(&text)
-        .map(Json)
-        .map_err(|e| Problem::internal(format!("the schema of {id}: {e}")))
+    serde_json::from_str(&text).map_err(|e| Problem::internal(format!("the schema of {id}: {e}")))
+}
+
+/// The fields of one enabled plugin.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct PluginFields {
+    pub plugin: String,
+    pub name: String,
+    /// The JSON Schema of its fields: titles, groups (x-crm-group), rules.
+    pub schema: Value,
+}
+
+/// `GET /api/v1/plugin-fields`: the field schemas of every enabled plugin
+/// that owns fields, in one answer (what a customer form lays out).
+pub(crate) async fn all_fields(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<PluginFields>>, Problem> {
+    require(&caller, READERS, "read plugins")?;
+    let registry = Arc::clone(&state.registry);
+    let mut out = Vec::new();
+    for p in registry.list() {
+        if !p.enabled || p.fields.is_empty() {
+            continue;
+        }
+        let plugin = registry.get(&p.id).map_err(problem)?;
+        out.push(PluginFields {
+            plugin: p.id.clone(),
+            name: plugin.manifest.name.clone(),
+            schema: schema_of(&plugin)?,
+        });
+    }
+    Ok(Json(out))
 }
 
 /// A package body unpacked into a temporary directory; the directory that
