@@ -160,6 +160,7 @@ test('customer 360: profile from the plugin schema, scores, timeline; an invalid
   await page.click('#customer-form button[type=submit]');
   const error = page.locator('[data-error-for="attributes.license_no"]');
   await expect(error).toContainText('does not match');
+  await expect(error).toContainText('12 digits');
   await expect(page.locator('input[name="attributes.license_no"]')).toHaveClass(/invalid/);
   await shot(page, '04-customer-invalid-field');
 

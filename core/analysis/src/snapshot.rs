@@ -369,7 +369,9 @@ impl Customers {
             let mut base = self.by_id[start..].iter().peekable();
             Box::new(std::iter::from_fn(move || {
                 match (base.peek(), recent.peek()) {
-                    (Some(b), Some((r, _))) if r.as_str() < key(b) => recent.next().map(|(_, &ci)| ci),
+                    (Some(b), Some((r, _))) if r.as_str() < key(b) => {
+                        recent.next().map(|(_, &ci)| ci)
+                    }
                     (Some(_), _) => base.next().copied(),
                     (None, _) => recent.next().map(|(_, &ci)| ci),
                 }
@@ -386,7 +388,9 @@ impl Customers {
             let mut base = self.by_id[..end].iter().rev().peekable();
             Box::new(std::iter::from_fn(move || {
                 match (base.peek(), recent.peek()) {
-                    (Some(b), Some((r, _))) if r.as_str() > key(b) => recent.next().map(|(_, &ci)| ci),
+                    (Some(b), Some((r, _))) if r.as_str() > key(b) => {
+                        recent.next().map(|(_, &ci)| ci)
+                    }
                     (Some(_), _) => base.next().copied(),
                     (None, _) => recent.next().map(|(_, &ci)| ci),
                 }

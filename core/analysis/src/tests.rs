@@ -906,7 +906,14 @@ fn customers_added_one_by_one_are_found_and_ranked_as_if_built_together() {
     assert_eq!(in_order, want);
     // Read lazily from any point, both ways, with recent rows not merged yet.
     assert!(!c.recent.is_empty());
-    for after in [None, Some("A"), Some("K00000"), Some("K04242"), Some("K04242x"), Some("K99999")] {
+    for after in [
+        None,
+        Some("A"),
+        Some("K00000"),
+        Some("K04242"),
+        Some("K04242x"),
+        Some("K99999"),
+    ] {
         let asc: Vec<u32> = c.in_id_order_after(after, false).collect();
         let want_asc: Vec<u32> = order
             .iter()

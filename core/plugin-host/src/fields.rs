@@ -162,7 +162,17 @@ impl Fields {
                         .unwrap_or_default()
                         .to_owned(),
                 };
-                (field, e.to_string())
+                let mut message = e.to_string();
+                // A pattern says little to a person: the field's own
+                // description says what is expected.
+                if matches!(
+                    e.kind(),
+                    jsonschema::error::ValidationErrorKind::Pattern { .. }
+                ) && let Some(about) = self.schema["properties"][&field]["description"].as_str()
+                {
+                    message = format!("{message}: {about}");
+                }
+                (field, message)
             })
             .collect()
     }

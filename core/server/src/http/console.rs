@@ -300,7 +300,10 @@ pub(crate) async fn current(
 }
 
 /// `DELETE /api/v1/session`: signs out.
-pub(crate) async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn sign_out(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> super::problem::NoContentWith {
     if let Some(id) = cookie(&headers, COOKIE) {
         state
             .sessions
@@ -309,11 +312,7 @@ pub(crate) async fn sign_out(State(state): State<Arc<AppState>>, headers: Header
             .expect("sessions lock")
             .remove(&digest(id));
     }
-    let mut response = NoContent.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, state.sessions.set_cookie("", 0));
-    response
+    super::problem::NoContentWith(header::SET_COOKIE, state.sessions.set_cookie("", 0))
 }
 
 /// A saved view of the customer list: its search, filters and sort.

@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex};
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+
 use model::EntityKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::problem::{Accepted, Form, Path, Problem, Query};
+use super::problem::{Accepted, Csv, Form, Path, Problem, Query};
 use super::records::READERS;
 use super::{AppState, Caller, require};
 use crate::tokens::Role;
@@ -329,7 +328,7 @@ pub(crate) async fn rejected(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(RejectedPath { id, file }): Path<RejectedPath>,
-) -> Result<Response, Problem> {
+) -> Result<Csv, Problem> {
     require(&caller, IMPORTERS, "read imports")?;
     let job = job(&state, &id)?;
     let path = job
@@ -340,20 +339,10 @@ pub(crate) async fn rejected(
         .cloned()
         .ok_or_else(|| Problem::not_found(format!("no rejected rows of {file} in job {id}")))?;
     let text = tokio::fs::read(&path).await.map_err(Problem::internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}\"",
-                    file.replace(".csv", ".rejected.csv")
-                ),
-            ),
-        ],
-        text,
-    )
-        .into_response())
+    Ok(Csv {
+        file: file.replace(".csv", ".rejected.csv"),
+        body: text.into(),
+    })
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -368,7 +357,7 @@ pub(crate) async fn export(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(KindPath { kind }): Path<KindPath>,
-) -> Result<Response, Problem> {
+) -> Result<Csv, Problem> {
     require(&caller, READERS, "export")?;
     let kind = EntityKind::ALL
         .into_iter()
@@ -403,15 +392,8 @@ pub(crate) async fn export(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", kind.file_name()),
-            ),
-        ],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(Csv {
+        file: kind.file_name().to_owned(),
+        body: axum::body::Body::from_stream(stream),
+    })
 }

@@ -500,3 +500,79 @@ json_answer!(Tagged, 200);
 json_answer!(Created, 201);
 json_answer!(Accepted, 202);
 json_answer!(Saved, 200, 201);
+
+/// 200 with a CSV file (`text/csv`), offered for download as `file`.
+pub(crate) struct Csv {
+    pub file: String,
+    pub body: axum::body::Body,
+}
+
+impl IntoResponse for Csv {
+    fn into_response(self) -> Response {
+        let disposition = format!("attachment; filename=\"{}\"", self.file.replace('"', "_"));
+        (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+impl OperationOutput for Csv {
+    type Inner = String;
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(DocResponse {
+            description: "CSV, with a header row".into(),
+            content: [(
+                "text/csv".to_owned(),
+                MediaType {
+                    schema: Some(SchemaObject {
+                        json_schema: json!({"type": "string"}).try_into().expect("a schema"),
+                        external_docs: None,
+                        example: None,
+                    }),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        })
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// 204 with a header set (signing out clears the session cookie).
+pub(crate) struct NoContentWith(pub header::HeaderName, pub HeaderValue);
+
+impl IntoResponse for NoContentWith {
+    fn into_response(self) -> Response {
+        (StatusCode::NO_CONTENT, [(self.0, self.1)]).into_response()
+    }
+}
+
+impl OperationOutput for NoContentWith {
+    type Inner = ();
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        <axum::response::NoContent as OperationOutput>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        <axum::response::NoContent as OperationOutput>::inferred_responses(ctx, operation)
+    }
+}

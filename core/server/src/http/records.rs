@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::NoContent;
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Record, Transaction};
 use schemars::JsonSchema;
@@ -360,6 +360,44 @@ pub(crate) struct CustomerQuery {
     pub limit: Option<u32>,
 }
 
+/// The customers of a list to export: its search, filters and order.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CustomerExportQuery {
+    /// As for the list: the start of an id, or part of a name.
+    pub q: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub tier: Option<String>,
+    pub channel: Option<String>,
+    pub gender: Option<String>,
+    #[schemars(extend("format" = "date"))]
+    pub joined_from: Option<String>,
+    #[schemars(extend("format" = "date"))]
+    pub joined_to: Option<String>,
+    /// customer_id, name or joined_at; a leading - sorts descending.
+    #[schemars(regex(pattern = r"^-?(customer_id|name|joined_at)$"))]
+    pub sort: Option<String>,
+}
+
+impl From<CustomerExportQuery> for CustomerQuery {
+    fn from(q: CustomerExportQuery) -> CustomerQuery {
+        CustomerQuery {
+            q: q.q,
+            region: q.region,
+            city: q.city,
+            tier: q.tier,
+            channel: q.channel,
+            gender: q.gender,
+            joined_from: q.joined_from,
+            joined_to: q.joined_to,
+            sort: q.sort,
+            after: None,
+            limit: None,
+        }
+    }
+}
+
 /// Filters and order of a product list.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -582,10 +620,10 @@ pub(crate) async fn list_customers(
 pub(crate) async fn export_customers(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<CustomerQuery>,
-) -> Result<axum::response::Response, Problem> {
-    use axum::response::IntoResponse;
+    Query(query): Query<CustomerExportQuery>,
+) -> Result<super::problem::Csv, Problem> {
     require(&caller, READERS, "export customers")?;
+    let query = CustomerQuery::from(query);
     let state2 = Arc::clone(&state);
     let ids = tokio::task::spawn_blocking(move || {
         let data = state2.data.read().expect("data lock");
@@ -622,17 +660,10 @@ pub(crate) async fn export_customers(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"customers.csv\"",
-            ),
-        ],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(super::problem::Csv {
+        file: "customers.csv".into(),
+        body: axum::body::Body::from_stream(stream),
+    })
 }
 
 /// `GET /api/v1/products`.

@@ -318,8 +318,7 @@ pub(crate) async fn analysis_csv(
     Extension(caller): Extension<Caller>,
     Path(NamePath { name }): Path<NamePath>,
     Query(query): Query<AnalysisQuery>,
-) -> Result<axum::response::Response, Problem> {
-    use axum::response::IntoResponse;
+) -> Result<super::problem::Csv, Problem> {
     require(&caller, ANALYSTS_AND_VIEWERS, "run analyses")?;
     let file = match &query.segment {
         Some(segment) => format!("{name}-{segment}.csv"),
@@ -336,20 +335,10 @@ pub(crate) async fn analysis_csv(
         })
         .collect();
     let table = analysis_table(state, Some(name), query).await?;
-    Ok((
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                "text/csv; charset=utf-8".to_owned(),
-            ),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file}\""),
-            ),
-        ],
-        table.to_csv(),
-    )
-        .into_response())
+    Ok(super::problem::Csv {
+        file,
+        body: table.to_csv().into(),
+    })
 }
 
 /// `GET /api/v1/charts/pareto`.
