@@ -4,6 +4,7 @@
 // in target/e2e/screenshots/.
 
 import { test, expect } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -318,6 +319,55 @@ test('plugins: status, fields and analyses; disable and enable again', async ({ 
   await row.locator('button:text("Enable")').click();
   await expect(row).toContainText('enabled');
   w.expectClean();
+});
+
+test('plugins: install a package by upload, refuse it twice, remove it', async ({ page }, info) => {
+  const w = watch(page);
+  await signIn(page);
+  const pkg = info.outputPath('minimal.tar.gz');
+  execFileSync('tar', ['czf', pkg, '-C', path.resolve('../../target/plugins'), 'minimal']);
+  await page.click('nav >> text=Plugins');
+  await page.setInputFiles('input[aria-label="Plugin package"]', pkg);
+  await page.click('button:text("Install")');
+  await expect(page.locator('.notice')).toContainText('Minimal 0.1.0 is installed');
+  const row = page.locator('tr[data-plugin="minimal"]');
+  await expect(row).toContainText('enabled');
+  await page.setInputFiles('input[aria-label="Plugin package"]', pkg);
+  await page.click('button:text("Install")');
+  await expect(page.getByRole('alert')).toContainText('minimal');
+  page.once('dialog', (d) => d.accept());
+  await row.locator('button:text("Remove")').click();
+  await expect(page.locator('.notice')).toContainText('minimal is removed');
+  await expect(row).toHaveCount(0);
+  w.expectClean([/status of 409/]);
+});
+
+test('users: an admin adds a user who then signs in, and removes them', async ({ page }) => {
+  const w = watch(page);
+  await signIn(page);
+  await page.click('nav >> text=Users');
+  await expect(page.locator('tr[data-user="e2e-agent"]')).toContainText('agent');
+  await page.fill('#user-form input[name=name]', 'new-colleague');
+  await page.selectOption('#user-form select[name=role]', 'viewer');
+  await page.fill('#user-form input[name=password]', 'short');
+  await page.click('#user-form button[type=submit]');
+  await expect(page.locator('[data-error-for=password]')).toContainText('at least 10 characters');
+  await page.fill('#user-form input[name=password]', 'a good long password');
+  await page.click('#user-form button[type=submit]');
+  await expect(page.locator('tr[data-user="new-colleague"]')).toContainText('viewer');
+  await shot(page, '13-users');
+  await page.click('text=Sign out');
+  await page.fill('input[name=user]', 'new-colleague');
+  await page.fill('input[name=password]', 'a good long password');
+  await page.click('button[type=submit]');
+  await expect(page.locator('#who')).toContainText('new-colleague · viewer');
+  await expect(page.locator('nav >> text=Users')).toHaveCount(0);
+  await page.click('text=Sign out');
+  await signIn(page);
+  await page.goto('/users');
+  await page.locator('tr[data-user="new-colleague"] button:text("Remove")').click();
+  await expect(page.locator('tr[data-user="new-colleague"]')).toHaveCount(0);
+  w.expectClean([/status of 422/]);
 });
 
 test('stored XSS: names and free text holding markup render as text', async ({ page }) => {

@@ -469,3 +469,100 @@ fn the_routes_the_pages_read() {
     );
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn admins_manage_users_over_the_api() {
+    let api = Api::new();
+    let admin = Some(api.token(Role::Admin));
+    let put = |token: Option<&str>, name: &str, body: Value| {
+        api.send_with(
+            "PUT",
+            &format!("/api/v1/users/{name}"),
+            token,
+            HERE,
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
+        .0
+    };
+    let (status, _, _) = put(
+        Some(api.token(Role::Analyst)),
+        "ana",
+        json!({"role": "analyst", "password": "a long password"}),
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = put(
+        admin,
+        "ana",
+        json!({"role": "analyst", "password": "short"}),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "password");
+    let (status, _, body) = put(
+        admin,
+        "no%20spaces",
+        json!({"role": "analyst", "password": "a long password"}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "name");
+    let (status, _, body) = put(
+        admin,
+        "ana",
+        json!({"role": "analyst", "password": "a long password"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["role"], "analyst");
+    assert!(body.get("password").is_none() && body.get("hash").is_none());
+    let ana = sign_in(
+        &api,
+        json!({"user": "ana", "password": "a long password"}),
+        HERE,
+    )
+    .unwrap();
+    // A new password and role: the old password no longer signs in, and
+    // the session takes the new role at once.
+    let (status, _, _) = put(
+        admin,
+        "ana",
+        json!({"role": "viewer", "password": "another long one"}),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, me) = ana.send(&api, "GET", "/api/v1/session", None, false);
+    assert_eq!(me["role"], "viewer");
+    assert!(
+        sign_in(
+            &api,
+            json!({"user": "ana", "password": "a long password"}),
+            HERE
+        )
+        .is_err()
+    );
+    let (_, _, users) = api.send("GET", "/api/v1/users", admin, HERE);
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["name"], "ana");
+    let (_, _, log) = api.send("GET", "/api/v1/audit?kind=user&id=ana", admin, HERE);
+    assert_eq!(log["items"].as_array().unwrap().len(), 2, "{log}");
+    assert!(!log.to_string().contains("argon2"), "{log}");
+
+    // An admin user cannot remove themselves; another admin can.
+    let (status, _, _) = put(
+        admin,
+        "root",
+        json!({"role": "admin", "password": "the admin password"}),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    let root = sign_in(
+        &api,
+        json!({"user": "root", "password": "the admin password"}),
+        HERE,
+    )
+    .unwrap();
+    let (status, _, _) = root.send(&api, "DELETE", "/api/v1/users/root", None, true);
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, _) = root.send(&api, "DELETE", "/api/v1/users/ana", None, true);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = ana.send(&api, "GET", "/api/v1/customers/C0000001", None, false);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = api.send("DELETE", "/api/v1/users/ana", admin, HERE);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

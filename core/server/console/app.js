@@ -147,6 +147,7 @@ const routes = [
   [/^\/segments$/, segmentsPage],
   [/^\/plugins$/, pluginsPage],
   [/^\/imports$/, importsPage],
+  [/^\/users$/, usersPage],
 ];
 
 const sections = [
@@ -219,7 +220,8 @@ function drawHeader(path) {
   const top = document.getElementById('top');
   top.hidden = !session || path === '/signin';
   if (top.hidden) return;
-  fill(document.getElementById('nav'), sections.map(([href, label]) =>
+  const visible = session.role === 'admin' ? [...sections, ['/users', 'Users']] : sections;
+  fill(document.getElementById('nav'), visible.map(([href, label]) =>
     h('a', { href, class: path.startsWith(href) || (href === '/customers' && path === '/') ? 'active' : null }, label)));
   fill(document.getElementById('who'), 
     h('span', {}, session.name + ' · ' + session.role),
@@ -571,7 +573,7 @@ async function customerPage(id, current) {
 
   const scoresPanel = h('section', { class: 'panel', id: 'scores' }, h('h2', {}, 'Scores'),
     v.scores.length ? v.scores.map((sc) => h('div', { class: 'stack' },
-      h('div', { class: 'score' }, h('span', { class: 'value' }, fmt2.format(sc.value)),
+      h('div', { class: 'score' }, h('span', { class: 'value' }, fmt2.format(sc.value || 0)),
         h('span', { class: 'chip ' + (sc.band === 'high' ? 'bad' : sc.band === 'low' ? 'good' : 'warn') }, sc.band),
         h('span', { class: 'muted' }, sc.plugin + ' · ' + sc.model)),
       h('ul', { class: 'reasons' }, sc.reasons.map((r) => h('li', {}, h('strong', {}, r.feature), ` (${r.weight >= 0 ? '+' : ''}${fmt2.format(r.weight)}): `, r.detail)))))
@@ -1255,6 +1257,60 @@ function jobView(j) {
     j.files.length ? h('table', { id: 'import-report' }, h('thead', {}, h('tr', {}, ['File', 'Rows', 'Added', 'Updated', 'Unchanged', 'Rejected', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, j.files.map((f) => h('tr', {}, h('td', {}, f.file), [f.rows, f.added, f.updated, f.unchanged, f.rejected].map((n) => h('td', { class: 'num' }, fmt.format(n))),
         h('td', {}, f.rejected_rows ? h('a', { href: f.rejected_rows, download: '', class: 'rejected-rows' }, 'Rejected rows (CSV)') : null))))) : null);
+}
+
+// ------------------------------------------------------------------ users
+
+async function usersPage(_, current) {
+  document.title = 'Users · CRM';
+  await sessionReady;
+  if (!current() || !session) return;
+  const message = h('div', { 'aria-live': 'polite' });
+  const table = h('div', { class: 'table-wrap' });
+  const name = h('input', { name: 'name', autocomplete: 'off', required: true });
+  const role = h('select', { name: 'role' }, ['agent', 'viewer', 'analyst', 'integrator', 'admin'].map((r) => h('option', { value: r }, r)));
+  const password = h('input', { name: 'password', type: 'text', autocomplete: 'new-password', minlength: 10 });
+  const field = (key, label, control, help) => h('label', { class: 'field' }, h('span', { class: 'label' }, label), control,
+    help ? h('small', {}, help) : null, h('span', { class: 'field-error', dataset: { errorFor: key } }));
+  const form = h('form', { novalidate: true, id: 'user-form' },
+    h('div', { class: 'form-grid' }, field('name', 'User name', name), field('role', 'Role', role),
+      field('password', 'Password', password, 'At least 10 characters; give it to the user, who can be given a new one here.')),
+    h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => { password.value = randomPassword(); } }, 'Make a password'),
+      h('button', { class: 'primary', type: 'submit' }, 'Save user')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    for (const el of form.querySelectorAll('.invalid')) el.classList.remove('invalid');
+    for (const el of form.querySelectorAll('.field-error')) el.textContent = '';
+    try {
+      const r = await call('PUT', '/users/' + enc(name.value.trim()), { role: role.value, password: password.value });
+      fill(message, h('div', { class: 'notice' }, `${r.data.name} (${r.data.role}) saved.`));
+      await load();
+    } catch (err) { showFieldErrors(form, err, message); }
+  });
+  view.replaceChildren();
+  append(view, [h('h1', {}, 'Users'), message, h('section', { class: 'panel' }, table),
+    h('section', { class: 'panel' }, h('h2', {}, 'Add a user, or set a role and password'), form)]);
+
+  async function load() {
+    const users = await api('/users');
+    if (!current()) return;
+    fill(table, users.length ? h('table', { id: 'users' }, h('thead', {}, h('tr', {}, ['User', 'Role', 'Saved', ''].map((t) => h('th', {}, t)))),
+      h('tbody', {}, users.map((u) => h('tr', { dataset: { user: u.name } }, h('td', {}, u.name), h('td', {}, u.role),
+        h('td', { class: 'muted' }, new Date(u.saved * 1000).toISOString().slice(0, 16).replace('T', ' ')),
+        h('td', {}, h('div', { class: 'row' },
+          h('button', { type: 'button', onclick: () => { name.value = u.name; role.value = u.role; password.value = ''; password.focus(); } }, 'Set password'),
+          h('button', { type: 'button', class: 'danger', onclick: async () => {
+            try { await call('DELETE', '/users/' + enc(u.name)); fill(message, h('div', { class: 'notice' }, u.name + ' removed.')); await load(); } catch (err) { fill(message, errorBox(err)); }
+          } }, 'Remove')))))))
+      : h('p', { class: 'muted' }, 'No users yet: people sign in with tokens only.'));
+  }
+  await load();
+}
+
+function randomPassword() {
+  const alphabet = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join('');
 }
 
 // ------------------------------------------------------------------ start

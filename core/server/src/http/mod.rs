@@ -567,6 +567,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             aide::axum::routing::delete_with(work::revoke_token, doc("Revoke tokens", "Revokes the tokens with this name or id (admins).")),
         )
         .api_route(
+            "/users",
+            get_with(console::list_users, doc("List users", "The console's users and their roles; never their passwords (admins).")),
+        )
+        .api_route(
+            "/users/{name}",
+            aide::axum::routing::put_with(console::put_user, doc("Save a user", "Adds a user who signs in to the console with a name and password (201), or sets an existing user's role and password (200); passwords are kept as Argon2id hashes (admins)."))
+                .delete_with(console::delete_user, doc("Remove a user", "Removes the user; their sessions end at once (admins).")),
+        )
+        .api_route(
             "/views",
             get_with(console::list_views, doc("Saved views", "The caller's saved views of the customer list: search, filters and sort.")),
         )
@@ -650,6 +659,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/segments", axum::routing::get(console::page))
         .route("/plugins", axum::routing::get(console::page))
         .route("/imports", axum::routing::get(console::page))
+        .route("/users", axum::routing::get(console::page))
         .route("/assets/{file}", axum::routing::get(console::asset))
         .layer(middleware::from_fn(console::secure_headers));
     app.merge(console)
