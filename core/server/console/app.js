@@ -513,11 +513,6 @@ async function customerPage(id, current) {
     return h('input', { ...attrs, type: 'text', value: value ?? '' });
   }
 
-  function labelled(name, label, control, help) {
-    return h('label', { class: 'field', dataset: { for: name } }, h('span', { class: 'label' }, label), control,
-      help ? h('small', {}, help) : null, h('span', { class: 'field-error', dataset: { errorFor: name } }));
-  }
-
   function drawEdit() {
     const core = {
       name: { type: 'string' }, gender: { enum: ['M', 'F', 'U'] }, birth_date: { format: 'date' }, region: { type: 'string' },
@@ -525,12 +520,12 @@ async function customerPage(id, current) {
     };
     const form = h('form', { novalidate: true, id: 'customer-form' },
       h('div', { class: 'form-grid' }, Object.entries(core).map(([k, prop]) =>
-        labelled(k, CORE_FIELDS.find(([f]) => f === k)[1], input(k, prop, c[k], k !== 'birth_date')))),
+        field(k, CORE_FIELDS.find(([f]) => f === k)[1], input(k, prop, c[k], k !== 'birth_date')))),
       groups.map(([group, fields]) => {
         const editable = fields.filter(([, prop]) => !prop.readOnly);
         if (!editable.length) return null;
         return [h('h3', {}, group), h('div', { class: 'form-grid' }, editable.map(([k, prop, required]) =>
-          labelled('attributes.' + k, fieldLabel(k, prop), input('attributes.' + k, prop, c.attributes?.[k], required), prop.description)))];
+          field('attributes.' + k, fieldLabel(k, prop), input('attributes.' + k, prop, c.attributes?.[k], required), prop.description)))];
       }),
       h('div', { class: 'row' }, h('button', { class: 'primary', type: 'submit' }, 'Save'),
         h('button', { type: 'button', onclick: () => { fill(message); drawProfile(); } }, 'Cancel')));
@@ -608,6 +603,12 @@ async function customerPage(id, current) {
   performance.mark('crm:view-rendered');
 }
 
+/** A labelled form control with a place for the message a server gives about it. */
+function field(name, label, control, help) {
+  return h('label', { class: 'field' }, h('span', { class: 'label' }, label), control,
+    help ? h('small', {}, help) : null, h('span', { class: 'field-error', dataset: { errorFor: name } }));
+}
+
 /** Marks the fields a problem names; the rest of it goes to `message`. */
 function showFieldErrors(form, err, message) {
   const p = err.problem || {};
@@ -653,8 +654,6 @@ function nowStamp() { return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 function interactionForm(c, reload) {
   const message = h('div', { 'aria-live': 'polite' });
-  const field = (name, label, control) => h('label', { class: 'field' }, h('span', { class: 'label' }, label), control,
-    h('span', { class: 'field-error', dataset: { errorFor: name } }));
   const kind = h('select', { name: 'kind' }, ['opinion', 'consultation', 'contact', 'survey', 'promotion_sent', 'promotion_response'].map((k) => h('option', { value: k }, KINDS[k])));
   const department = h('select', { name: 'department' }, ['service', 'sales', 'marketing', 'logistics', 'finance', 'compliance'].map((d) => h('option', { value: d }, d)));
   const topic = h('select', { name: 'topic' }, h('option', { value: '' }, '—'), ['price', 'quality', 'delivery', 'availability', 'service', 'billing', 'product_info'].map((t) => h('option', { value: t }, t)));
@@ -1270,8 +1269,6 @@ async function usersPage(_, current) {
   const name = h('input', { name: 'name', autocomplete: 'off', required: true });
   const role = h('select', { name: 'role' }, ['agent', 'viewer', 'analyst', 'integrator', 'admin'].map((r) => h('option', { value: r }, r)));
   const password = h('input', { name: 'password', type: 'text', autocomplete: 'new-password', minlength: 10 });
-  const field = (key, label, control, help) => h('label', { class: 'field' }, h('span', { class: 'label' }, label), control,
-    help ? h('small', {}, help) : null, h('span', { class: 'field-error', dataset: { errorFor: key } }));
   const form = h('form', { novalidate: true, id: 'user-form' },
     h('div', { class: 'form-grid' }, field('name', 'User name', name), field('role', 'Role', role),
       field('password', 'Password', password, 'At least 10 characters; give it to the user, who can be given a new one here.')),

@@ -181,22 +181,7 @@ fn e2e(what: E2e) -> Result<()> {
             for role in ["admin", "agent", "viewer", "analyst"] {
                 let name = format!("e2e-{role}");
                 let password = format!("{name}-password");
-                let mut child = Command::new(&crm)
-                    .args([
-                        "user",
-                        "create",
-                        &name,
-                        "--role",
-                        role,
-                        "--password-stdin",
-                        "--db",
-                    ])
-                    .arg(&store)
-                    .stdin(std::process::Stdio::piped())
-                    .spawn()?;
-                use std::io::Write as _;
-                writeln!(child.stdin.take().context("stdin")?, "{password}")?;
-                if !child.wait()?.success() {
+                if !crm_user(&crm, &store, "create", &name, role, &password)? {
                     bail!("crm user create {name} failed");
                 }
                 users.push((role, name, password));
@@ -206,40 +191,10 @@ fn e2e(what: E2e) -> Result<()> {
         E2e::Bench { store, .. } => {
             // The benchmark signs in as user `bench`, made (or its password
             // set) in the store given: only the store's users change.
-            let mut child = Command::new(&crm)
-                .args([
-                    "user",
-                    "password",
-                    "bench",
-                    "--role",
-                    "viewer",
-                    "--password-stdin",
-                    "--db",
-                ])
-                .arg(store)
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()?;
-            use std::io::Write as _;
-            writeln!(child.stdin.take().context("stdin")?, "bench-password")?;
-            if !child.wait()?.success() {
-                let mut child = Command::new(&crm)
-                    .args([
-                        "user",
-                        "create",
-                        "bench",
-                        "--role",
-                        "viewer",
-                        "--password-stdin",
-                        "--db",
-                    ])
-                    .arg(store)
-                    .stdin(std::process::Stdio::piped())
-                    .spawn()?;
-                writeln!(child.stdin.take().context("stdin")?, "bench-password")?;
-                if !child.wait()?.success() {
-                    bail!("making the benchmark's user failed");
-                }
+            if !crm_user(&crm, store, "password", "bench", "viewer", "bench-password")?
+                && !crm_user(&crm, store, "create", "bench", "viewer", "bench-password")?
+            {
+                bail!("making the benchmark's user failed");
             }
             users.push(("viewer", "bench".into(), "bench-password".into()));
             store.clone()
@@ -299,6 +254,36 @@ fn e2e(what: E2e) -> Result<()> {
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     result
+}
+
+/// Runs `crm user ACTION NAME --role ROLE` on `store` with `password` on
+/// its standard input; whether it succeeded.
+fn crm_user(
+    crm: &Path,
+    store: &Path,
+    action: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> Result<bool> {
+    use std::io::Write as _;
+    let mut child = Command::new(crm)
+        .args([
+            "user",
+            action,
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+            "--db",
+        ])
+        .arg(store)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("running crm user")?;
+    writeln!(child.stdin.take().context("stdin")?, "{password}")?;
+    Ok(child.wait()?.success())
 }
 
 /// `cargo xtask bench-console --store DIR [--runs N]`.

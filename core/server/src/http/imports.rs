@@ -15,6 +15,7 @@ use axum::extract::State;
 use model::EntityKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use store::Store;
 
 use super::problem::{Accepted, Csv, Form, Path, Problem, Query};
 use super::records::READERS;
@@ -367,14 +368,34 @@ pub(crate) async fn export(
                 "no kind '{kind}'; export customers, products, campaigns, transactions or interactions"
             ))
         })?;
+    let body = csv_body(kind, Arc::clone(&state.store), move |store| {
+        Box::new(store.scan(kind).map(|r| r.map(Some)))
+    });
+    Ok(Csv {
+        file: kind.file_name().to_owned(),
+        body,
+    })
+}
+
+/// What a CSV export reads: records, or `None` for one gone meanwhile.
+pub(crate) type Records<'a> =
+    Box<dyn Iterator<Item = Result<Option<model::Record>, store::StoreError>> + 'a>;
+
+/// The records `records` reads from `store` (on a blocking thread) as a
+/// CSV body of `kind` in the import format, streamed in chunks of 64 KiB;
+/// records gone meanwhile are left out, an error ends the body.
+pub(crate) fn csv_body<F>(kind: EntityKind, store: Arc<dyn Store>, records: F) -> axum::body::Body
+where
+    F: for<'a> FnOnce(&'a dyn Store) -> Records<'a> + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-    let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(1 << 16);
         transfer::format::write_header(kind, &mut chunk);
-        for record in store.scan(kind) {
+        for record in records(&*store) {
             match record {
-                Ok(r) => transfer::format::write_record(&r, &mut chunk),
+                Ok(Some(r)) => transfer::format::write_record(&r, &mut chunk),
+                Ok(None) => continue,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                     return;
@@ -392,8 +413,5 @@ pub(crate) async fn export(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(Csv {
-        file: kind.file_name().to_owned(),
-        body: axum::body::Body::from_stream(stream),
-    })
+    axum::body::Body::from_stream(stream)
 }

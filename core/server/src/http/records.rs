@@ -633,36 +633,15 @@ pub(crate) async fn export_customers(
     })
     .await
     .map_err(Problem::internal)??;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-    let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(1 << 16);
-        transfer::format::write_header(EntityKind::Customer, &mut chunk);
-        for id in ids {
-            match store.get(EntityKind::Customer, &id) {
-                Ok(Some(r)) => transfer::format::write_record(&r, &mut chunk),
-                // Deleted since the list was taken.
-                Ok(None) => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                    return;
-                }
-            }
-            if chunk.len() >= 1 << 16 {
-                if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                    return;
-                }
-                chunk.reserve(1 << 16);
-            }
-        }
-        let _ = tx.blocking_send(Ok(chunk));
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let body = super::imports::csv_body(EntityKind::Customer, Arc::clone(&state.store), |store| {
+        Box::new(
+            ids.into_iter()
+                .map(move |id| store.get(EntityKind::Customer, &id)),
+        )
     });
     Ok(super::problem::Csv {
         file: "customers.csv".into(),
-        body: axum::body::Body::from_stream(stream),
+        body,
     })
 }
 
