@@ -203,6 +203,8 @@ test('a viewer sees the 360 without the forms that change it', async ({ page }) 
   await expect(page.locator('#profile')).toBeVisible();
   await expect(page.locator('#edit-customer')).toHaveCount(0);
   await expect(page.locator('#interaction-form')).toHaveCount(0);
+  await expect(page.locator('nav >> text=Analyses')).toBeVisible();
+  await expect(page.locator('nav >> text=Import')).toHaveCount(0);
   w.expectClean();
 });
 

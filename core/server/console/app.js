@@ -220,7 +220,10 @@ function drawHeader(path) {
   const top = document.getElementById('top');
   top.hidden = !session || path === '/signin';
   if (top.hidden) return;
-  const visible = session.role === 'admin' ? [...sections, ['/users', 'Users']] : sections;
+  // Only the sections the role can use.
+  const allowed = { '/analyses': can.analyse, '/imports': can.importData };
+  const visible = sections.filter(([href]) => !allowed[href] || allowed[href]());
+  if (session.role === 'admin') visible.push(['/users', 'Users']);
   fill(document.getElementById('nav'), visible.map(([href, label]) =>
     h('a', { href, class: path.startsWith(href) || (href === '/customers' && path === '/') ? 'active' : null }, label)));
   fill(document.getElementById('who'), 
