@@ -114,13 +114,9 @@ impl Sessions {
     }
 }
 
-/// What the authentication layer makes of a request's session cookie:
-/// `None` when it has none.
-pub(super) fn caller_of_session(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-) -> Option<Result<Caller, Problem>> {
+/// The session of a request's cookie: who it signs in as, and its CSRF
+/// token; `None` when the request has no session cookie.
+fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Result<(Caller, String), Problem>> {
     let id = cookie(headers, COOKIE)?;
     let key = digest(id);
     let (subject, csrf) = {
@@ -140,23 +136,15 @@ pub(super) fn caller_of_session(
             }
         }
     };
-    let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method {
-        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if sent != Some(csrf.as_str()) {
-            return Some(Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "Missing CSRF token",
-                "a change made with a session cookie needs the session's csrf token in the X-CSRF-Token header",
-            )));
-        }
-    }
     Some(match who(state, &subject) {
-        Some((name, role)) => Ok(Caller {
-            name,
-            role,
-            user: matches!(subject, Subject::User(_)),
-        }),
+        Some((name, role)) => Ok((
+            Caller {
+                name,
+                role,
+                user: matches!(subject, Subject::User(_)),
+            },
+            csrf,
+        )),
         None => {
             state
                 .sessions
@@ -171,6 +159,29 @@ pub(super) fn caller_of_session(
             ))
         }
     })
+}
+
+/// What the authentication layer makes of a request's session cookie:
+/// `None` when it has none. Changes must carry the session's CSRF token.
+pub(super) fn caller_of_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Option<Result<Caller, Problem>> {
+    let (caller, csrf) = match session_of(state, headers)? {
+        Ok(found) => found,
+        Err(problem) => return Some(Err(problem)),
+    };
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !safe && sent != Some(csrf.as_str()) {
+        return Some(Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Missing CSRF token",
+            "a change made with a session cookie needs the session's csrf token in the X-CSRF-Token header",
+        )));
+    }
+    Some(Ok(caller))
 }
 
 fn who(state: &AppState, subject: &Subject) -> Option<(String, Role)> {
@@ -280,23 +291,15 @@ pub(crate) async fn current(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> axum::Json<Option<SessionInfo>> {
-    let info = match caller_of_session(&state, &headers, &Method::GET) {
-        Some(Ok(caller)) => cookie(&headers, COOKIE).and_then(|id| {
-            state
-                .sessions
-                .map
-                .lock()
-                .expect("sessions lock")
-                .get(&digest(id))
-                .map(|s| SessionInfo {
-                    name: caller.name,
-                    role: caller.role,
-                    csrf: s.csrf.clone(),
-                })
-        }),
-        _ => None,
-    };
-    axum::Json(info)
+    axum::Json(
+        session_of(&state, &headers)
+            .and_then(Result::ok)
+            .map(|(caller, csrf)| SessionInfo {
+                name: caller.name,
+                role: caller.role,
+                csrf,
+            }),
+    )
 }
 
 /// `DELETE /api/v1/session`: signs out.
