@@ -566,3 +566,86 @@ fn admins_manage_users_over_the_api() {
     let (status, _, _) = api.send("DELETE", "/api/v1/users/ana", admin, HERE);
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn crm_user_makes_lists_changes_and_removes_users() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store");
+    crate::support::import(
+        &*crate::support::open_store(&db),
+        &crate::support::dataset(generate::Industry::Retail, 50, 3),
+    )
+    .unwrap();
+    let db_arg = db.to_str().unwrap();
+    let crm = crate::support::crm;
+    // Without --password-stdin a password is made and printed once.
+    let out = crm(&["user", "create", "maria", "--role", "agent", "--db", db_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(made.len(), 16, "{made}");
+    let out = crm(&["user", "create", "maria", "--role", "agent", "--db", db_arg]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already"));
+    let out = crm(&["user", "create", "x", "--role", "boss", "--db", db_arg]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role 'boss'"));
+    {
+        let users = server::users::Users::new(crate::support::open_store(&db));
+        assert_eq!(users.verify("maria", &made).unwrap(), Some(Role::Agent));
+    }
+    // A new password from standard input, and a new role.
+    let mut child = std::process::Command::new(crate::support::crm_bin())
+        .args([
+            "user",
+            "password",
+            "maria",
+            "--role",
+            "analyst",
+            "--password-stdin",
+            "--db",
+            db_arg,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "the new password").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "a given password is not printed");
+    {
+        let users = server::users::Users::new(crate::support::open_store(&db));
+        assert_eq!(users.verify("maria", &made).unwrap(), None);
+        assert_eq!(
+            users.verify("maria", "the new password").unwrap(),
+            Some(Role::Analyst)
+        );
+    }
+    let out = crm(&["user", "list", "--db", db_arg]);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        list.starts_with("maria") && list.contains("analyst"),
+        "{list}"
+    );
+    let out = crm(&["user", "remove", "maria", "--db", db_arg]);
+    assert!(out.status.success());
+    let out = crm(&["user", "remove", "maria", "--db", db_arg]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user 'maria'"));
+    let out = crm(&["audit", "--db", db_arg, "--kind", "user"]);
+    let audit = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        audit.lines().filter(|l| l.contains("user maria")).count(),
+        3,
+        "{audit}"
+    );
+    assert!(!audit.contains("argon2"));
+}

@@ -1469,17 +1469,31 @@ fn audit_command(
     Ok(())
 }
 
-/// The password given on standard input, or a new random one (printed).
-fn password_of(from_stdin: bool) -> Result<(String, bool)> {
-    if from_stdin {
+/// Saves user `name` with the password given on standard input, or a new
+/// random one, printed once.
+fn save_user(
+    users: &crate::users::Users,
+    name: &str,
+    role: crate::tokens::Role,
+    password_stdin: bool,
+    replace: bool,
+) -> Result<()> {
+    let password = if password_stdin {
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
             .context("reading the password from standard input")?;
-        Ok((line.trim_end_matches(['\n', '\r']).to_owned(), false))
+        line.trim_end_matches(['\n', '\r']).to_owned()
     } else {
-        Ok((crate::users::random_password()?, true))
+        crate::users::random_password()?
+    };
+    users.save(name, role, &password, replace, "cli")?;
+    eprintln!("user {name} ({}) saved", role.as_str());
+    if !password_stdin {
+        eprintln!("password (not shown again):");
+        outln!("{password}");
     }
+    Ok(())
 }
 
 fn user_command(command: UserCommand) -> Result<()> {
@@ -1494,13 +1508,7 @@ fn user_command(command: UserCommand) -> Result<()> {
         } => {
             let role = Role::parse(&role)?;
             let users = Users::new(open_store(&db.db, false)?);
-            let (password, made) = password_of(password_stdin)?;
-            users.save(&name, role, &password, false, "cli")?;
-            eprintln!("user {name} ({}) added", role.as_str());
-            if made {
-                eprintln!("password (not shown again):");
-                outln!("{password}");
-            }
+            save_user(&users, &name, role, password_stdin, false)?;
         }
         UserCommand::Password {
             db,
@@ -1515,13 +1523,7 @@ fn user_command(command: UserCommand) -> Result<()> {
                     .role_of(&name)?
                     .with_context(|| format!("no user '{name}' (crm user create adds one)"))?,
             };
-            let (password, made) = password_of(password_stdin)?;
-            users.save(&name, role, &password, true, "cli")?;
-            eprintln!("user {name} ({}) saved", role.as_str());
-            if made {
-                eprintln!("password (not shown again):");
-                outln!("{password}");
-            }
+            save_user(&users, &name, role, password_stdin, true)?;
         }
         UserCommand::List { db } => {
             let users = Users::new(open_store(&db.db, false)?);
