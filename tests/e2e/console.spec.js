@@ -129,6 +129,13 @@ test('customers: search as you type, filter, sort, page, save a view, export', a
   expect(csv[0]).toMatch(/^customer_id,name,/);
   expect(csv.length - 1).toBe(expected.body.total);
 
+  // A segment's members as a list.
+  await page.click('button:text("Clear")');
+  const members = await apiCall(page, 'GET', '/segments/steady-high-margin/members?limit=1');
+  await page.selectOption('select[name=segment]', 'steady-high-margin');
+  await expect(page.locator('.pager')).toContainText(`of ${members.body.total.toLocaleString('en')}`);
+  await expect(page.locator('#customers tbody tr').first()).toHaveAttribute('data-id', members.body.items[0].customer_id);
+
   // Pages over the whole list.
   await page.click('button:text("Clear")');
   await page.click('text=Next →');

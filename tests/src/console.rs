@@ -437,6 +437,56 @@ fn the_routes_the_pages_read() {
     let (status, _, _) = api.send("GET", "/api/v1/segments/never/history", viewer, HERE);
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // The customer list (and its export) on a segment's members.
+    let (_, _, members) = api.send(
+        "GET",
+        "/api/v1/segments/tiered/members?limit=1000",
+        viewer,
+        HERE,
+    );
+    let (status, _, list) = api.send(
+        "GET",
+        "/api/v1/customers?segment=tiered&limit=500",
+        viewer,
+        HERE,
+    );
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["total"], members["total"]);
+    let listed: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["customer_id"])
+        .collect();
+    let expected: Vec<&Value> = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["customer_id"])
+        .collect();
+    assert!(!listed.is_empty());
+    assert_eq!(listed, expected);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["tier"] == "silver")
+    );
+    let (_, _, csv) = api.send(
+        "GET",
+        "/api/v1/customers.csv?segment=tiered&sort=-name",
+        viewer,
+        HERE,
+    );
+    assert_eq!(
+        csv.as_str().unwrap().trim_end().lines().count() - 1,
+        listed.len()
+    );
+    let (status, _, body) = api.send("GET", "/api/v1/customers?segment=nothing", viewer, HERE);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["field"], "segment");
+
     // A plugin's analysis, on everyone and on a segment.
     let (status, _, all) = api.send(
         "GET",

@@ -286,7 +286,7 @@ async function signInPage() {
 
 let facets = null;
 
-const FILTERS = ['q', 'region', 'city', 'tier', 'channel', 'gender', 'joined_from', 'joined_to', 'sort'];
+const FILTERS = ['q', 'segment', 'region', 'city', 'tier', 'channel', 'gender', 'joined_from', 'joined_to', 'sort'];
 
 async function customersPage(_, current) {
   document.title = 'Customers · CRM';
@@ -419,8 +419,13 @@ async function customersPage(_, current) {
 
   const loaded = load();
   fillViews();
-  facets = facets || await api('/facets/customers').catch(() => ({}));
-  for (const [k, label] of [['region', 'Region'], ['city', 'City'], ['tier', 'Tier'], ['channel', 'Channel'], ['gender', 'Gender']]) {
+  const [facetValues, segments] = await Promise.all([
+    facets || api('/facets/customers').catch(() => ({})),
+    api('/segments').catch(() => []),
+  ]);
+  facets = facetValues;
+  facets.segment = segments.map((sg) => sg.name);
+  for (const [k, label] of [['segment', 'Segment'], ['region', 'Region'], ['city', 'City'], ['tier', 'Tier'], ['channel', 'Channel'], ['gender', 'Gender']]) {
     const values = facets[k] || [];
     const sel = h('select', { name: k, 'aria-label': label, onchange: () => { if (sel.value) query[k] = sel.value; else delete query[k]; changed(); } },
       h('option', { value: '' }, 'Any ' + label.toLowerCase()), values.map((v) => h('option', { value: v, selected: query[k] === v }, v)));

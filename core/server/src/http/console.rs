@@ -322,8 +322,8 @@ pub(crate) async fn sign_out(
 #[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SavedView {
-    /// The list's query parameters (q, region, city, tier, channel,
-    /// gender, joined_from, joined_to, sort).
+    /// The list's query parameters (q, segment, region, city, tier,
+    /// channel, gender, joined_from, joined_to, sort).
     pub params: std::collections::BTreeMap<String, String>,
 }
 
@@ -335,8 +335,9 @@ pub(crate) struct NamedView {
 }
 
 const VIEWS: &str = "views";
-const VIEW_PARAMS: [&str; 9] = [
+const VIEW_PARAMS: [&str; 10] = [
     "q",
+    "segment",
     "region",
     "city",
     "tier",

@@ -51,6 +51,17 @@ impl Memberships {
         self.stale.store(true, Ordering::Release);
     }
 
+    /// The members of segment `name` by row, as last refreshed; `None`
+    /// while the memberships are being built (or must be, after a segment
+    /// changed), or for a segment they do not hold.
+    pub(crate) fn members(&self, name: &str) -> Option<Vec<u32>> {
+        if self.stale.load(Ordering::Acquire) {
+            return None;
+        }
+        let live = self.live.lock().expect("membership lock");
+        live.as_ref().and_then(|l| l.members(name))
+    }
+
     /// The segments of row `row`; `None` while they are being built.
     pub(crate) fn of(&self, row: u32) -> Option<Vec<String>> {
         let live = self.live.lock().expect("membership lock");

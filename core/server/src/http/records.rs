@@ -350,6 +350,9 @@ pub(crate) struct CustomerQuery {
     /// Joined on or before this day (YYYY-MM-DD).
     #[schemars(extend("format" = "date"))]
     pub joined_to: Option<String>,
+    /// Only the members of this saved segment (as its memberships were
+    /// last refreshed, within about a second of a change).
+    pub segment: Option<String>,
     /// customer_id, name or joined_at; a leading - sorts descending.
     #[schemars(regex(pattern = r"^-?(customer_id|name|joined_at)$"))]
     pub sort: Option<String>,
@@ -375,6 +378,8 @@ pub(crate) struct CustomerExportQuery {
     pub joined_from: Option<String>,
     #[schemars(extend("format" = "date"))]
     pub joined_to: Option<String>,
+    /// Only the members of this saved segment.
+    pub segment: Option<String>,
     /// customer_id, name or joined_at; a leading - sorts descending.
     #[schemars(regex(pattern = r"^-?(customer_id|name|joined_at)$"))]
     pub sort: Option<String>,
@@ -391,6 +396,7 @@ impl From<CustomerExportQuery> for CustomerQuery {
             gender: q.gender,
             joined_from: q.joined_from,
             joined_to: q.joined_to,
+            segment: q.segment,
             sort: q.sort,
             after: None,
             limit: None,
@@ -490,10 +496,29 @@ fn day(text: Option<&str>, field: &str) -> Result<Option<i32>, Problem> {
 /// row `page.0` and the first `page.1` of them, or all when `page` is
 /// `None`; whether more follow, and how many match in all.
 fn customer_rows(
+    state: &AppState,
     data: &super::state::Data,
     query: &CustomerQuery,
     page: Option<(Option<&str>, usize)>,
 ) -> Result<(Vec<u32>, bool, u64), Problem> {
+    // A segment's members: the live memberships the server keeps, or,
+    // while they are built, the segment evaluated now.
+    let in_segment: Option<Vec<bool>> = match &query.segment {
+        None => None,
+        Some(name) => {
+            let rows = match state.memberships.members(name) {
+                Some(rows) => rows,
+                None => super::work::members(&data.work, name)?,
+            };
+            let mut member = vec![false; data.work.snapshot.customers.len()];
+            for r in rows {
+                if let Some(m) = member.get_mut(r as usize) {
+                    *m = true;
+                }
+            }
+            Some(member)
+        }
+    };
     let (sort, desc) = parse_sort(query.sort.as_deref(), &["customer_id", "name", "joined_at"])?;
     let from = day(query.joined_from.as_deref(), "joined_from")?;
     let to = day(query.joined_to.as_deref(), "joined_to")?;
@@ -519,7 +544,8 @@ fn customer_rows(
         .as_deref()
         .map(super::search::fold)
         .filter(|q| !q.is_empty());
-    let filtered = region.is_some()
+    let filtered = in_segment.is_some()
+        || region.is_some()
         || city.is_some()
         || tier.is_some()
         || channel.is_some()
@@ -531,7 +557,8 @@ fn customer_rows(
         let i = r as usize;
         let is = |want: Option<Option<u32>>, have: u32| want.is_none_or(|w| w == Some(have));
         let is8 = |want: Option<Option<u8>>, have: u8| want.is_none_or(|w| w == Some(have));
-        is(region, c.region[i])
+        in_segment.as_ref().is_none_or(|m| m[i])
+            && is(region, c.region[i])
             && is(city, c.city[i])
             && is(tier, c.tier[i])
             && is8(channel, c.channel[i])
@@ -604,8 +631,12 @@ pub(crate) async fn list_customers(
     let state2 = Arc::clone(&state);
     let (ids, more, total) = tokio::task::spawn_blocking(move || {
         let data = state2.data.read().expect("data lock");
-        let (rows, more, total) =
-            customer_rows(&data, &query, Some((query.after.as_deref(), limit)))?;
+        let (rows, more, total) = customer_rows(
+            &state2,
+            &data,
+            &query,
+            Some((query.after.as_deref(), limit)),
+        )?;
         let c = &data.work.snapshot.customers;
         let ids: Vec<String> = rows.iter().map(|&r| c.id(r).to_owned()).collect();
         Ok::<_, Problem>((ids, more, total))
@@ -627,7 +658,7 @@ pub(crate) async fn export_customers(
     let state2 = Arc::clone(&state);
     let ids = tokio::task::spawn_blocking(move || {
         let data = state2.data.read().expect("data lock");
-        let (rows, _, _) = customer_rows(&data, &query, None)?;
+        let (rows, _, _) = customer_rows(&state2, &data, &query, None)?;
         let c = &data.work.snapshot.customers;
         Ok::<_, Problem>(rows.iter().map(|&r| c.id(r).to_owned()).collect::<Vec<_>>())
     })
