@@ -269,14 +269,17 @@ impl AppState {
                     .upsert_expecting(record.clone(), expect, &actor)
                     .map_err(|e| stale(e, expect))?;
                 if let Record::Customer(c) = &record {
-                    self.webhooks.emit(
-                        if matches!(expect, Expect::New) {
-                            "customer.created"
-                        } else {
-                            "customer.updated"
-                        },
-                        serde_json::json!({"customer_id": c.customer_id.as_str(), "revision": revision, "customer": c}),
-                    );
+                    let event = if matches!(expect, Expect::New) {
+                        "customer.created"
+                    } else {
+                        "customer.updated"
+                    };
+                    if self.webhooks.wanted(event) {
+                        self.webhooks.emit(
+                            event,
+                            serde_json::json!({"customer_id": c.customer_id.as_str(), "revision": revision, "customer": c}),
+                        );
+                    }
                 }
                 self.pending
                     .lock()

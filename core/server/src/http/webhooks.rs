@@ -82,6 +82,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The subscriptions by name.
+type Subscriptions = Arc<Vec<(String, Subscription)>>;
+
 /// The subscriptions and the sender of their deliveries.
 pub(crate) struct Webhooks {
     store: Arc<dyn Store>,
@@ -90,6 +93,9 @@ pub(crate) struct Webhooks {
     wake: Condvar,
     /// The wait before the second attempt; doubled for each one after.
     retry_base: Mutex<Duration>,
+    /// The subscriptions as last read from the store; `None` after a change
+    /// (only the API changes them, and it says so with `changed`).
+    subscriptions: std::sync::RwLock<Option<Subscriptions>>,
 }
 
 impl Webhooks {
@@ -99,6 +105,7 @@ impl Webhooks {
             pending: Mutex::new(BTreeMap::new()),
             wake: Condvar::new(),
             retry_base: Mutex::new(Duration::from_secs(1)),
+            subscriptions: std::sync::RwLock::new(None),
         });
         // Deliveries left pending by a previous run.
         let mut after = None;
@@ -126,20 +133,42 @@ impl Webhooks {
         *self.retry_base.lock().expect("webhook lock") = base;
     }
 
-    fn subscriptions(&self) -> Vec<(String, Subscription)> {
-        self.store
-            .definitions(SPACE)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|rev| Some((rev.name, serde_json::from_str(&rev.body).ok()?)))
-            .collect()
+    /// The subscriptions, read from the store once after each change: a
+    /// write checks them, so they must cost no store scan.
+    fn subscriptions(&self) -> Subscriptions {
+        if let Some(subs) = &*self.subscriptions.read().expect("webhook lock") {
+            return Arc::clone(subs);
+        }
+        let subs: Subscriptions = Arc::new(
+            self.store
+                .definitions(SPACE)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|rev| Some((rev.name, serde_json::from_str(&rev.body).ok()?)))
+                .collect(),
+        );
+        *self.subscriptions.write().expect("webhook lock") = Some(Arc::clone(&subs));
+        subs
+    }
+
+    /// The subscriptions changed in the store.
+    pub(crate) fn changed(&self) {
+        *self.subscriptions.write().expect("webhook lock") = None;
+    }
+
+    /// Whether any subscription asks for `event` (so that its data need
+    /// not be made otherwise).
+    pub(crate) fn wanted(&self, event: &str) -> bool {
+        self.subscriptions()
+            .iter()
+            .any(|(_, sub)| sub.events.iter().any(|e| e == event))
     }
 
     /// Queues `event` with `data` for every subscription that asks for it.
     pub(crate) fn emit(&self, event: &str, data: Value) {
-        for (name, sub) in self.subscriptions() {
+        for (name, sub) in self.subscriptions().iter() {
             if sub.events.iter().any(|e| e == event) {
-                self.queue(&name, &sub, event, data.clone());
+                self.queue(name, sub, event, data.clone());
             }
         }
     }
@@ -218,7 +247,7 @@ fn dispatch(hooks: std::sync::Weak<Webhooks>) {
             }
             due
         };
-        let subs: BTreeMap<String, Subscription> = hooks.subscriptions().into_iter().collect();
+        let subs: BTreeMap<String, Subscription> = hooks.subscriptions().iter().cloned().collect();
         for id in due {
             send(&hooks, &agent, &subs, id);
         }
@@ -343,7 +372,8 @@ pub(crate) async fn list(
         state
             .webhooks
             .subscriptions()
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|(name, s)| WebhookView {
                 name,
                 url: s.url,
@@ -424,6 +454,7 @@ pub(crate) async fn put(
     state
         .store
         .save_definition(SPACE, &name, &text, store::Expect::Any)?;
+    state.webhooks.changed();
     let public = |s: &Subscription| serde_json::json!({"url": s.url, "events": s.events});
     state.store.audit(store::AuditEntry {
         seq: 0,
@@ -456,10 +487,11 @@ pub(crate) async fn delete(
     Path(NamePath { name }): Path<NamePath>,
 ) -> Result<NoContent, Problem> {
     require(&caller, MANAGERS, "manage webhooks")?;
-    if !state
+    let deleted = state
         .store
-        .delete_definition(SPACE, &name, store::Expect::Any)?
-    {
+        .delete_definition(SPACE, &name, store::Expect::Any)?;
+    state.webhooks.changed();
+    if !deleted {
         return Err(Problem::not_found(format!("no webhook '{name}'")));
     }
     state.store.audit(store::AuditEntry {
