@@ -80,11 +80,19 @@ pub struct Tokens {
     known: std::sync::RwLock<std::collections::HashMap<String, (String, Role)>>,
 }
 
-fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
+/// The SHA-256 of `text` in hex: how tokens (and console sessions) are kept.
+pub(crate) fn hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `bytes` random bytes in hex.
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 impl Tokens {
@@ -105,11 +113,7 @@ impl Tokens {
         if name.trim().is_empty() {
             bail!("give the token a name (who or what uses it)");
         }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let token: String = std::iter::once("crm_".to_owned())
-            .chain(bytes.iter().map(|b| format!("{b:02x}")))
-            .collect();
+        let token = format!("crm_{}", random_hex(32)?);
         let body = serde_json::to_string(&Stored {
             name: name.to_owned(),
             role,

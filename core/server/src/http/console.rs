@@ -23,11 +23,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, NoContent, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::problem::{Body, Path, Problem};
 use super::{AppState, Caller};
 use crate::tokens::Role;
+use crate::tokens::hash as digest;
 
 /// The cookie that carries the session.
 pub const COOKIE: &str = "crm_session";
@@ -60,16 +60,7 @@ pub struct Sessions {
 }
 
 fn hex_random(bytes: usize) -> Result<String, Problem> {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).map_err(|e| Problem::internal(format!("no randomness: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::tokens::random_hex(bytes).map_err(|e| Problem::internal(format!("{e:#}")))
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
