@@ -178,7 +178,10 @@ fn config(pooling: bool) -> Config {
             .max_memory_size((MAX_MEMORY_MIB as usize) << 20)
             .max_component_instance_size(1 << 20)
             .linear_memory_keep_resident(16 << 20)
-            .table_keep_resident(1 << 16);
+            .table_keep_resident(1 << 16)
+            // Where the kernel can say which pages a call wrote (Linux 6.7
+            // and later), only those are reset for the next instance.
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
