@@ -313,6 +313,129 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
+/// `crm serve` on a free loopback port: the process, its log and its address.
+fn serve(
+    db: &str,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let mut child = Command::new(crm_bin())
+        .args(["serve", "--db", db, "--addr", "127.0.0.1:0"])
+        .env_remove("CRM_DB")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.trim().split(" on http://").nth(1)
+            && line.starts_with("serving")
+        {
+            let addr = rest.to_owned();
+            return (child, stderr, addr);
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("crm serve did not print its address");
+}
+
+/// One HTTP/1.1 POST of a JSON body over a socket; the status code.
+fn post(addr: &str, path: &str, token: &str, body: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    // A killed server ends the connection with no answer.
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writers answered together share a flush (group commit): every customer
+/// the API answered 201 for is in the store after `crm serve` is killed
+/// with SIGKILL while writers are still sending, and the flushes made count
+/// fewer than the writes.
+#[test]
+fn acknowledged_api_writes_survive_a_kill() {
+    for kill_after in [1, 150] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store");
+        import(&*open_store(&db), &dataset(Industry::Retail, 20, 5)).unwrap();
+        let db_arg = db.to_str().unwrap();
+        let out = crm(&[
+            "token", "create", "--db", db_arg, "--role", "agent", "--name", "writer",
+        ]);
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let (mut child, _stderr, addr) = serve(db_arg);
+        let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let (addr, token, acked) = (addr.clone(), token.clone(), Arc::clone(&acked));
+                std::thread::spawn(move || {
+                    for i in 0..400 {
+                        let id = format!("K{w}{i:05}");
+                        let mut body = customer(&id, "Kill test");
+                        body.as_object_mut().unwrap().remove("attributes");
+                        match post(&addr, "/api/v1/customers", &token, &body.to_string()) {
+                            201 => acked.lock().unwrap().push(id),
+                            0 => return,
+                            other => panic!("POST {id}: status {other}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        while acked.lock().unwrap().len() < kill_after {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if kill_after > 1 {
+            let (status, metrics) = get(&addr, "/metrics", Some(&token));
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            let count = |name: &str| -> u64 {
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            };
+            let (flushes, flushed) = (
+                count("crm_store_flushes_total "),
+                count("crm_store_flushed_writes_total "),
+            );
+            assert!(flushed >= kill_after as u64, "{flushed} writes flushed");
+            assert!(flushes < flushed, "{flushes} flushes for {flushed} writes");
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let acked = acked.lock().unwrap().clone();
+        assert!(acked.len() >= kill_after);
+        let store = open_store(&db);
+        for id in &acked {
+            assert!(
+                store
+                    .get(model::EntityKind::Customer, id)
+                    .unwrap()
+                    .is_some(),
+                "{id} was answered 201 but is missing after the kill"
+            );
+        }
+    }
+}
+
 #[test]
 fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,25 +446,7 @@ fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
         "token", "create", "--db", db_arg, "--role", "viewer", "--name", "smoke",
     ]);
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut child = Command::new(crm_bin())
-        .args(["serve", "--db", db_arg, "--addr", "127.0.0.1:0"])
-        .env_remove("CRM_DB")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.trim().split(" on http://").nth(1)
-            && line.starts_with("serving")
-        {
-            addr = Some(rest.to_owned());
-            break;
-        }
-        line.clear();
-    }
-    let addr = addr.expect("crm serve prints its address");
+    let (mut child, mut stderr, addr) = serve(db_arg);
     assert_eq!(get(&addr, "/healthz", None).0, "HTTP/1.1 200 OK");
     let (status, body) = get(&addr, "/api/v1/customers/C0000001", Some(&token));
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");

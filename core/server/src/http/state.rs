@@ -248,6 +248,7 @@ impl AppState {
         record: Record,
         expect: Expect,
     ) -> Result<Option<u64>, Problem> {
+        let begun = self.flusher.begin();
         let actor = caller.actor();
         let revision = match &record {
             Record::Transaction(_) | Record::Interaction(_) => {
@@ -289,7 +290,7 @@ impl AppState {
             }
         };
         self.settle().await;
-        self.flusher.durable().await?;
+        self.flusher.durable(begun).await?;
         Ok(revision)
     }
 
@@ -397,6 +398,7 @@ impl AppState {
         id: &str,
         expect: Expect,
     ) -> Result<bool, Problem> {
+        let begun = self.flusher.begin();
         let actor = caller.actor();
         let deleted = {
             let mut data = self.write_data();
@@ -417,7 +419,7 @@ impl AppState {
             }
             deleted
         };
-        self.flusher.durable().await?;
+        self.flusher.durable(begun).await?;
         if deleted.is_some()
             && matches!(
                 kind,
@@ -555,10 +557,14 @@ impl Caller {
 
 /// Group commit: writers wait for a flush that started after their write;
 /// one flush serves every writer waiting at the time, and each is woken
-/// once, when its write is durable.
+/// once, when its write is durable. A flush starts as soon as every write
+/// under way waits for one (so a lone write is flushed at once), or when
+/// the first waiter has waited `GATHER_MICROS`.
 pub(crate) struct Flusher {
     /// Writes that asked to be made durable so far.
     asked: AtomicU64,
+    /// Writes begun (`Flusher::begin`) that do not wait for a flush yet.
+    under_way: AtomicU64,
     /// Writers waiting: the number of their write, and how to wake them.
     waiters: Mutex<Vec<(u64, Waiter)>>,
     wake: Condvar,
@@ -570,13 +576,30 @@ pub(crate) struct Flusher {
 
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
 
-/// How long a flush waits for more writes to join it.
-const GATHER_MICROS: u64 = 1000;
+/// The longest a flush waits for the writes under way to join it.
+const GATHER_MICROS: u64 = 2000;
+
+/// A write under way: counted until it waits for its flush (or fails).
+pub(crate) struct Begun<'a> {
+    flusher: &'a Flusher,
+    counted: bool,
+}
+
+impl Drop for Begun<'_> {
+    /// A write that failed before waiting for its flush.
+    fn drop(&mut self) {
+        if self.counted {
+            self.flusher.under_way.fetch_sub(1, Ordering::AcqRel);
+            self.flusher.wake.notify_one();
+        }
+    }
+}
 
 impl Flusher {
     fn start(store: Arc<dyn Store>) -> Arc<Flusher> {
         let flusher = Arc::new(Flusher {
             asked: AtomicU64::new(0),
+            under_way: AtomicU64::new(0),
             waiters: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             flushes: AtomicU64::new(0),
@@ -593,7 +616,7 @@ impl Flusher {
                     let Some(f) = weak.upgrade() else { return };
                     {
                         let waiters = f.waiters.lock().expect("flusher lock");
-                        let _ = f
+                        let (waiters, _) = f
                             .wake
                             .wait_timeout_while(
                                 waiters,
@@ -601,10 +624,19 @@ impl Flusher {
                                 |w| w.is_empty(),
                             )
                             .expect("flusher lock");
+                        // Writes under way together share a flush: it waits
+                        // until they all wait for it, or for GATHER_MICROS.
+                        if !waiters.is_empty() {
+                            let _ = f
+                                .wake
+                                .wait_timeout_while(
+                                    waiters,
+                                    std::time::Duration::from_micros(GATHER_MICROS),
+                                    |_| f.under_way.load(Ordering::Acquire) > 0,
+                                )
+                                .expect("flusher lock");
+                        }
                     }
-                    // Writes arriving together share a flush: a moment for
-                    // the others in flight to join.
-                    std::thread::sleep(std::time::Duration::from_micros(GATHER_MICROS));
                     // Every write numbered up to `target` was made before
                     // this read: one flush now covers them all.
                     let target = f.asked.load(Ordering::Acquire);
@@ -647,13 +679,28 @@ impl Flusher {
         flusher
     }
 
+    /// Counts a write as under way until it calls `durable`: a flush waits
+    /// (a little) for it to join.
+    pub(crate) fn begin(&self) -> Begun<'_> {
+        self.under_way.fetch_add(1, Ordering::AcqRel);
+        Begun {
+            flusher: self,
+            counted: true,
+        }
+    }
+
     /// Returns once everything written before the call is on disk.
-    pub(crate) async fn durable(&self) -> Result<(), Problem> {
+    pub(crate) async fn durable(&self, mut begun: Begun<'_>) -> Result<(), Problem> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
             let mut waiters = self.waiters.lock().expect("flusher lock");
             let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
             waiters.push((ticket, tx));
+            // Counted off under the lock: the flusher sees this write
+            // either under way or waiting, never neither.
+            if std::mem::take(&mut begun.counted) {
+                self.under_way.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         self.wake.notify_one();
         match rx.await {
