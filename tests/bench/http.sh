@@ -75,6 +75,9 @@ function request()
 end
 LUA
 
+sed 's|/view?timeline=20||' "$work/view.lua" > "$work/record.lua"
+echo "== GET /api/v1/customers/{id} (one record from the store, for reference)"
+wrk -t2 -c64 -d"${seconds}s" --latency -s "$work/record.lua" http://127.0.0.1:18080 | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors"
 echo "== GET /api/v1/customers/{id}/view (customer 360, random of $customers customers)"
 # A first pass warms the page cache; the second is the one measured.
 wrk -t2 -c64 -d"${seconds}s" -s "$work/view.lua" http://127.0.0.1:18080 >/dev/null
@@ -82,3 +85,4 @@ wrk -t2 -c64 -d"${seconds}s" --latency -s "$work/view.lua" http://127.0.0.1:1808
 echo "== POST /api/v1/customers (durable on answer)"
 export STAMP=$(date +%s)
 wrk -t2 -c64 -d"${seconds}s" --latency -s "$work/post.lua" http://127.0.0.1:18080 | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors"
+curl -s http://127.0.0.1:18080/metrics | grep -E "^crm_store_flush(es|ed_writes)_total" || true
