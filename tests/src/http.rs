@@ -343,19 +343,22 @@ fn serve(
     panic!("crm serve did not print its address");
 }
 
-/// One HTTP/1.1 POST of a JSON body over a socket; the status code.
+/// One HTTP/1.1 POST of a JSON body over a socket; the status code, or 0
+/// when no answer came (the server was killed, or is gone).
 fn post(addr: &str, path: &str, token: &str, body: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    let sent = write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
     let mut response = String::new();
-    // A killed server ends the connection with no answer.
-    let _ = stream.read_to_string(&mut response);
+    if sent.is_err() || stream.read_to_string(&mut response).is_err() {
+        return 0;
+    }
     response
         .split(' ')
         .nth(1)
