@@ -236,15 +236,6 @@ fn acknowledged_writes_survive_a_kill() {
         }
         child.wait().unwrap();
         let _ = writer.join();
-        let store = crate::support::open_store(&db);
-        for id in &acked {
-            assert!(
-                store
-                    .get(model::EntityKind::Transaction, id)
-                    .unwrap()
-                    .is_some(),
-                "{id} was acknowledged but is missing after the kill"
-            );
-        }
+        crate::support::assert_acknowledged_kept(&db, model::EntityKind::Transaction, &acked);
     }
 }

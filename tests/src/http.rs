@@ -313,6 +313,27 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
+/// A retail store of `customers` in `DIR/store`, and a token of `role` made
+/// by `crm token create`.
+fn store_with_token(customers: u32, role: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store");
+    import(&*open_store(&db), &dataset(Industry::Retail, customers, 3)).unwrap();
+    let out = crm(&[
+        "token",
+        "create",
+        "--db",
+        db.to_str().unwrap(),
+        "--role",
+        role,
+        "--name",
+        role,
+    ]);
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    (dir, token)
+}
+
 /// `crm serve` on a free loopback port: the process, its log and its address.
 fn serve(
     db: &str,
@@ -373,15 +394,9 @@ fn post(addr: &str, path: &str, token: &str, body: &str) -> u16 {
 #[test]
 fn acknowledged_api_writes_survive_a_kill() {
     for kill_after in [1, 150] {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, token) = store_with_token(20, "agent");
         let db = dir.path().join("store");
-        import(&*open_store(&db), &dataset(Industry::Retail, 20, 5)).unwrap();
-        let db_arg = db.to_str().unwrap();
-        let out = crm(&[
-            "token", "create", "--db", db_arg, "--role", "agent", "--name", "writer",
-        ]);
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let (mut child, _stderr, addr) = serve(db_arg);
+        let (mut child, _stderr, addr) = serve(db.to_str().unwrap());
         let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writers: Vec<_> = (0..6)
             .map(|w| {
@@ -426,30 +441,15 @@ fn acknowledged_api_writes_survive_a_kill() {
         }
         let acked = acked.lock().unwrap().clone();
         assert!(acked.len() >= kill_after);
-        let store = open_store(&db);
-        for id in &acked {
-            assert!(
-                store
-                    .get(model::EntityKind::Customer, id)
-                    .unwrap()
-                    .is_some(),
-                "{id} was answered 201 but is missing after the kill"
-            );
-        }
+        crate::support::assert_acknowledged_kept(&db, model::EntityKind::Customer, &acked);
     }
 }
 
 #[test]
 fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, token) = store_with_token(50, "viewer");
     let db = dir.path().join("store");
-    import(&*open_store(&db), &dataset(Industry::Retail, 50, 3)).unwrap();
-    let db_arg = db.to_str().unwrap();
-    let out = crm(&[
-        "token", "create", "--db", db_arg, "--role", "viewer", "--name", "smoke",
-    ]);
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let (mut child, mut stderr, addr) = serve(db_arg);
+    let (mut child, mut stderr, addr) = serve(db.to_str().unwrap());
     assert_eq!(get(&addr, "/healthz", None).0, "HTTP/1.1 200 OK");
     let (status, body) = get(&addr, "/api/v1/customers/C0000001", Some(&token));
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");

@@ -108,6 +108,18 @@ pub(crate) fn open_store(path: &Path) -> Arc<dyn Store> {
     .unwrap()
 }
 
+/// Asserts that every record of `ids` acknowledged before a kill is in the
+/// store at `path`.
+pub(crate) fn assert_acknowledged_kept(path: &Path, kind: model::EntityKind, ids: &[String]) {
+    let store = open_store(path);
+    for id in ids {
+        assert!(
+            store.get(kind, id).unwrap().is_some(),
+            "{id} was acknowledged but is missing after the kill"
+        );
+    }
+}
+
 pub(crate) fn import(
     store: &dyn Store,
     dir: &Path,
