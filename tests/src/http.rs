@@ -617,6 +617,86 @@ fn bad_writes_get_clear_errors_and_change_nothing() {
     assert_eq!(status, StatusCode::CREATED);
 }
 
+/// Writes made at the same moment are gathered into one store write and
+/// one flush, and still each get their own answer: a conflict or a refusal
+/// among them fails that write alone.
+#[test]
+fn concurrent_writes_each_get_their_own_answer() {
+    let api = Api::new();
+    let before = api.state.flusher_counts();
+    let writers = 24;
+    let barrier = std::sync::Barrier::new(writers);
+    let answers: Vec<(usize, StatusCode, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..writers)
+            .map(|i| {
+                let (api, barrier) = (&api, &barrier);
+                s.spawn(move || {
+                    // Pairs of writers create the same id; every fourth is
+                    // refused by the plugin (a licence of another region).
+                    let mut body = customer(&format!("C95{:05}", i / 2), &format!("Writer {i}"));
+                    if i % 4 == 3 {
+                        body["customer_id"] = format!("C96{i:05}").into();
+                        body["region"] = "Central".into();
+                    }
+                    barrier.wait();
+                    let (status, body, _) =
+                        api.write("POST", "/api/v1/customers", Role::Agent, None, &body);
+                    (i, status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, status, body) in &answers {
+        if i % 4 == 3 {
+            assert_eq!(*status, StatusCode::UNPROCESSABLE_ENTITY, "{i}: {body}");
+            assert_eq!(body["field"], "attributes.license_no", "{body}");
+        }
+    }
+    // Of each pair of the same id, with no refusal, one is created and the
+    // other finds it there.
+    for pair in 0..writers / 2 {
+        let statuses: Vec<StatusCode> = answers
+            .iter()
+            .filter(|(i, ..)| i / 2 == pair && i % 4 != 3)
+            .map(|(_, status, _)| *status)
+            .collect();
+        let created = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count();
+        assert_eq!(created, 1, "pair {pair}: {statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+            "pair {pair}: {statuses:?}"
+        );
+    }
+    for pair in 0..writers / 2 {
+        let (status, body) = api.get(&format!("/api/v1/customers/C95{pair:05}"), Role::Viewer);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (i, ..) = answers
+            .iter()
+            .find(|(i, status, _)| i / 2 == pair && *status == StatusCode::CREATED)
+            .unwrap();
+        assert_eq!(
+            body["name"],
+            format!("Writer {i}"),
+            "the write answered 201 is the one kept"
+        );
+    }
+    let (status, _) = api.get("/api/v1/customers/C9600003", Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (flushes, writes) = api.state.flusher_counts();
+    assert_eq!(
+        writes - before.1,
+        (writers / 2) as u64,
+        "one durable write per id"
+    );
+    assert!(flushes > before.0);
+}
+
 impl Api {
     fn get(&self, uri: &str, role: Role) -> (StatusCode, Value) {
         let (status, _, body) = self.send("GET", uri, Some(self.token(role)), HERE);

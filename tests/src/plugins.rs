@@ -294,3 +294,69 @@ fn an_upgrade_swaps_the_plugin_while_calls_run() {
         "fixture 2.0.0 is not newer than the installed 2.0.0"
     );
 }
+
+/// Customers written together are validated with one call of each hook; a
+/// call that fails as a whole (the fixture panics on customer PANIC) is
+/// made again for each customer alone, so only that customer is refused.
+#[test]
+fn customers_written_together_are_validated_in_one_call_and_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    let rules = server::plugins::FieldRules::of(&registry);
+    let customer = |id: &str, attributes: &str| model::Customer {
+        customer_id: model::CustomerId::parse(id).unwrap(),
+        name: format!("Customer {id}"),
+        gender: model::Gender::Unknown,
+        birth_date: None,
+        region: "North".into(),
+        city: "Northfield".into(),
+        channel: model::AcquisitionChannel::Store,
+        joined_at: model::Date::parse("2020-01-01").unwrap(),
+        tier: "gold".into(),
+        attributes: model::Attributes::parse(attributes).unwrap(),
+    };
+    let calls = |registry: &Registry| {
+        registry
+            .call_totals()
+            .into_iter()
+            .map(|(_, calls, _)| calls)
+            .sum::<u64>()
+    };
+
+    let together = vec![
+        customer("A", "{}"),
+        customer("B", r#"{"fixture_reject":true}"#),
+        customer("C", r#"{"fixture_seen":"yes"}"#),
+        customer("D", "{}"),
+    ];
+    let outcomes = server::plugins::validate_writes(&registry, &rules, together);
+    assert_eq!(calls(&registry), 1, "one call for the four");
+    let seen = |c: &model::Customer| c.attributes.to_value()["fixture_seen"].clone();
+    assert_eq!(seen(outcomes[0].as_ref().unwrap()), serde_json::json!(true));
+    let refused = format!("{:#}", outcomes[1].as_ref().unwrap_err());
+    assert!(
+        refused.contains("attributes.fixture_reject: the fixture rejects this customer"),
+        "{refused}"
+    );
+    // The hook's patch makes C's field valid again.
+    assert_eq!(seen(outcomes[2].as_ref().unwrap()), serde_json::json!(true));
+    assert_eq!(seen(outcomes[3].as_ref().unwrap()), serde_json::json!(true));
+
+    let with_panic = vec![
+        customer("A", "{}"),
+        customer("PANIC", "{}"),
+        customer("D", "{}"),
+    ];
+    let outcomes = server::plugins::validate_writes(&registry, &rules, with_panic);
+    assert_eq!(
+        calls(&registry),
+        1 + 1 + 3,
+        "the failed call is made again per customer"
+    );
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    let failed = format!("{:#}", outcomes[1].as_ref().unwrap_err());
+    assert!(
+        failed.contains("the fixture panics for customer PANIC"),
+        "{failed}"
+    );
+}

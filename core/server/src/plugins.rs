@@ -366,61 +366,121 @@ fn written(customer: &model::Customer) -> wire::Customer<'_> {
 pub fn validate_write(
     registry: &Registry,
     rules: &FieldRules,
-    mut customer: model::Customer,
+    customer: model::Customer,
 ) -> Result<model::Customer> {
+    validate_writes(registry, rules, vec![customer])
+        .pop()
+        .expect("one outcome per customer")
+}
+
+/// [`validate_write`] for several customers at once: one call of each
+/// validate hook for them all. A call that fails as a whole (a trap, a
+/// timeout) is made again for each customer alone, so that only the
+/// customers it fails on are refused. Each customer's outcome, in order.
+pub fn validate_writes(
+    registry: &Registry,
+    rules: &FieldRules,
+    customers: Vec<model::Customer>,
+) -> Vec<Result<model::Customer>> {
+    let mut outcomes: Vec<Result<model::Customer>> = customers.into_iter().map(Ok).collect();
     for plugin in registry
         .enabled()
         .iter()
         .filter(|p| p.manifest.hooks.validate)
     {
-        // The customer as written: its profile and attributes (metrics are
-        // those of its records, not part of a write).
-        let batch = wire::Batch {
-            as_of: 0,
-            products: Vec::new(),
-            customers: vec![written(&customer)],
-        };
-        let (mut verdicts, _) = registry
-            .counted(plugin, |p| p.validate(&batch))
-            .with_context(|| format!("plugin {}", plugin.id()))?;
-        let verdict = verdicts
-            .pop()
-            .expect("the host checks one result per customer")
-            .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
-        if !verdict.issues.is_empty() {
-            return Err(Refused {
-                issues: verdict
-                    .issues
+        let open: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].is_ok())
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        let verdicts = {
+            let written_of = |i: usize| match &outcomes[i] {
+                Ok(c) => written(c),
+                Err(_) => unreachable!("only open customers are sent"),
+            };
+            let call = |at: &[usize]| {
+                // The customers as written: their profiles and attributes
+                // (metrics are those of their records, not part of a write).
+                let batch = wire::Batch {
+                    as_of: 0,
+                    products: Vec::new(),
+                    customers: at.iter().map(|&i| written_of(i)).collect(),
+                };
+                registry
+                    .counted(plugin, |p| p.validate(&batch))
+                    .map(|(verdicts, _)| verdicts)
+                    .with_context(|| format!("plugin {}", plugin.id()))
+            };
+            match call(&open) {
+                Ok(verdicts) => verdicts.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) if open.len() == 1 => vec![Err(e)],
+                Err(_) => open
                     .iter()
-                    .map(|i| {
-                        (
-                            field_path(&i.field),
-                            format!("{} ({})", i.message, plugin.id()),
-                        )
-                    })
+                    .map(|&i| call(&[i]).map(|mut v| v.pop().expect("one result per customer")))
                     .collect(),
             }
-            .into());
-        }
-        if !verdict.patches.is_empty() {
-            let mut attributes = customer.attributes.to_value();
-            for patch in verdict.patches {
-                match patch.value {
-                    Some(json) => {
-                        attributes.insert(patch.field, serde_json::from_str(&json)?);
-                    }
-                    None => {
-                        attributes.remove(&patch.field);
-                    }
-                }
-            }
-            customer.attributes = model::Attributes::parse(&Value::Object(attributes).to_string())
-                .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+        };
+        for (i, verdict) in open.into_iter().zip(verdicts) {
+            let customer =
+                std::mem::replace(&mut outcomes[i], Err(anyhow::anyhow!("being validated")))
+                    .expect("open customers are valid so far");
+            outcomes[i] = verdict.and_then(|v| {
+                let v = v.map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+                apply_verdict(plugin, customer, v)
+            });
         }
     }
-    let issues = rules.issues(&customer.attributes.to_value());
-    if !issues.is_empty() {
-        return Err(Refused { issues }.into());
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            let customer = outcome?;
+            let issues = rules.issues(&customer.attributes.to_value());
+            if issues.is_empty() {
+                Ok(customer)
+            } else {
+                Err(Refused { issues }.into())
+            }
+        })
+        .collect()
+}
+
+/// A customer with a plugin's verdict applied: refused with its issues, or
+/// with its patches made.
+fn apply_verdict(
+    plugin: &LoadedPlugin,
+    mut customer: model::Customer,
+    verdict: wire::Verdict,
+) -> Result<model::Customer> {
+    if !verdict.issues.is_empty() {
+        return Err(Refused {
+            issues: verdict
+                .issues
+                .iter()
+                .map(|i| {
+                    (
+                        field_path(&i.field),
+                        format!("{} ({})", i.message, plugin.id()),
+                    )
+                })
+                .collect(),
+        }
+        .into());
+    }
+    if !verdict.patches.is_empty() {
+        let mut attributes = customer.attributes.to_value();
+        for patch in verdict.patches {
+            match patch.value {
+                Some(json) => {
+                    attributes.insert(patch.field, serde_json::from_str(&json)?);
+                }
+                None => {
+                    attributes.remove(&patch.field);
+                }
+            }
+        }
+        customer.attributes = model::Attributes::parse(&Value::Object(attributes).to_string())
+            .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
     }
     Ok(customer)
 }

@@ -11,7 +11,7 @@ use crate::audit::{Actor, AuditEntry, AuditLog, AuditQuery};
 use crate::definitions::Definitions;
 use crate::lines::LineTree;
 use crate::records::{RecordTree, sled_error};
-use crate::{Changes, Expect, Options, Revision, Store, StoreError, UpsertCounts};
+use crate::{Changes, Expect, Expected, Options, Revision, Store, StoreError, UpsertCounts};
 
 /// The on-disk format this build writes and reads. Version history:
 /// 1: first format (record trees, line blocks, blocked id index).
@@ -357,23 +357,58 @@ impl Store for SledStore {
         })
     }
 
-    fn upsert_expecting(
+    fn upsert_each_expecting(
         &self,
-        record: Record,
-        expect: Expect,
-        actor: &Actor,
-    ) -> Result<u64, StoreError> {
-        let audit = &self.audit;
-        Ok(match &record {
-            Record::Customer(c) => self.customers.upsert_expecting(c, expect, audit, actor)?,
-            Record::Product(p) => self.products.upsert_expecting(p, expect, audit, actor)?,
-            Record::Campaign(c) => self.campaigns.upsert_expecting(c, expect, audit, actor)?,
-            Record::Transaction(_) | Record::Interaction(_) => {
-                return Err(StoreError::Invalid(
-                    "transactions and interactions have no revisions".into(),
-                ));
+        writes: &[Expected],
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+        fn each<T: crate::records::Keyed>(
+            tree: &RecordTree<T>,
+            audit: &AuditLog,
+            writes: &[Expected],
+            results: &mut [Option<Result<u64, StoreError>>],
+            pick: fn(&Record) -> Option<&T>,
+        ) -> Result<(), StoreError> {
+            let (at, mine): (Vec<usize>, Vec<(&T, Expect, &Actor)>) = writes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| pick(&w.record).map(|r| (i, (r, w.expect, &w.actor))))
+                .unzip();
+            if mine.is_empty() {
+                return Ok(());
             }
-        })
+            for (i, result) in at
+                .into_iter()
+                .zip(tree.upsert_each_expecting(&mine, audit)?)
+            {
+                results[i] = Some(result);
+            }
+            Ok(())
+        }
+        let mut results: Vec<Option<Result<u64, StoreError>>> =
+            writes.iter().map(|_| None).collect();
+        let audit = &self.audit;
+        each(&self.customers, audit, writes, &mut results, |r| match r {
+            Record::Customer(c) => Some(c),
+            _ => None,
+        })?;
+        each(&self.products, audit, writes, &mut results, |r| match r {
+            Record::Product(p) => Some(p),
+            _ => None,
+        })?;
+        each(&self.campaigns, audit, writes, &mut results, |r| match r {
+            Record::Campaign(c) => Some(c),
+            _ => None,
+        })?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::Invalid(
+                        "transactions and interactions have no revisions".into(),
+                    ))
+                })
+            })
+            .collect())
     }
 
     fn put_line(&self, record: Record, expect: Expect, actor: &Actor) -> Result<bool, StoreError> {

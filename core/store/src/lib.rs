@@ -95,7 +95,26 @@ pub trait Store: Send + Sync {
         record: Record,
         expect: Expect,
         actor: &Actor,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        let write = Expected {
+            record,
+            expect,
+            actor: actor.clone(),
+        };
+        self.upsert_each_expecting(std::slice::from_ref(&write))?
+            .pop()
+            .expect("one result per write")
+    }
+
+    /// Writes customers, products and campaigns as [`Store::upsert_expecting`]
+    /// does, each write seeing the ones before it, with one transaction per
+    /// kind for them all: each write's new revision, or the error that
+    /// refused it (a conflict, a line given). An error of the store itself
+    /// fails the call. Durable after [`Store::flush`].
+    fn upsert_each_expecting(
+        &self,
+        writes: &[Expected],
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError>;
 
     /// Writes one transaction line or interaction (`Expect::New` refuses an
     /// id that exists) with its audit entry; true if it is new. Durable
@@ -213,6 +232,15 @@ pub struct Revision {
     pub saved_at: i64,
     /// The definition, as its owner encodes it (JSON).
     pub body: String,
+}
+
+/// A write of a customer, product or campaign, by `actor`, that expects
+/// the record's current revision to be `expect`.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub record: Record,
+    pub expect: Expect,
+    pub actor: Actor,
 }
 
 /// What a save expects to replace.

@@ -734,7 +734,7 @@ impl<L: Line> LineTree<L> {
             Some(after),
         );
         let created = before.is_none();
-        apply_audited(&self.tree, batch, audit, entry)?;
+        apply_audited(&self.tree, batch, audit, vec![entry])?;
         Ok(created)
     }
 
@@ -781,7 +781,7 @@ impl<L: Line> LineTree<L> {
             Some(to_json(&old)),
             None,
         );
-        apply_audited(tree, batch, audit, entry)?;
+        apply_audited(tree, batch, audit, vec![entry])?;
         Ok(Some(old))
     }
 

@@ -94,49 +94,79 @@ impl<T: Keyed> RecordTree<T> {
         }
     }
 
-    /// Writes one record if its current revision is as expected, with its
-    /// audit entry in the same transaction; its new revision.
-    pub(crate) fn upsert_expecting(
+    /// Writes records, each if its current revision is as expected (a
+    /// write sees the ones before it), with an audit entry for each change,
+    /// all in one transaction: each write's new revision or the conflict
+    /// that refused it. An error of the store fails them all.
+    pub(crate) fn upsert_each_expecting(
         &self,
-        record: &T,
-        expect: crate::Expect,
+        writes: &[(&T, crate::Expect, &Actor)],
         audit: &AuditLog,
-        actor: &Actor,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
         let _write = self
             .write
             .lock()
             .expect("a writer panicked while holding the lock");
-        let current = self.get_revised(record.id())?;
-        let id = record.id();
-        check_expected(id, expect, current.as_ref().map(|(rev, _)| *rev))?;
-        let rev = match &current {
-            Some((rev, old)) if old == record => return Ok(*rev),
-            Some((rev, _)) => rev + 1,
-            None => 1,
-        };
+        let mut results = Vec::with_capacity(writes.len());
+        // What the earlier writes of this call left.
+        let mut written: HashMap<&str, (u64, &T)> = HashMap::new();
         let mut batch = sled::Batch::default();
-        batch.insert(keys::record(id), encode(&(rev, record)));
-        if current.is_none() {
-            let total = read_count(&self.tree)? + 1;
+        let mut added = 0;
+        let mut changed = Vec::new();
+        let mut entries = Vec::new();
+        for &(record, expect, actor) in writes {
+            let id = record.id();
+            let stored;
+            let current = match written.get(id) {
+                Some(&(rev, old)) => Some((rev, old)),
+                None => {
+                    stored = self.get_revised(id)?;
+                    stored.as_ref().map(|(rev, old)| (*rev, old))
+                }
+            };
+            if let Err(e) = check_expected(id, expect, current.map(|(rev, _)| rev)) {
+                results.push(Err(e));
+                continue;
+            }
+            let rev = match current {
+                Some((rev, old)) if old == record => {
+                    results.push(Ok(rev));
+                    continue;
+                }
+                Some((rev, _)) => rev + 1,
+                None => {
+                    added += 1;
+                    1
+                }
+            };
+            batch.insert(keys::record(id), encode(&(rev, record)));
+            changed.push(id);
+            entries.push(AuditEntry::change(
+                actor,
+                if current.is_some() {
+                    "update"
+                } else {
+                    "create"
+                },
+                T::KIND.singular(),
+                id,
+                Some(rev),
+                current.map(|(_, old)| to_json(old)),
+                Some(to_json(record)),
+            ));
+            written.insert(id, (rev, record));
+            results.push(Ok(rev));
+        }
+        if changed.is_empty() {
+            return Ok(results);
+        }
+        if added > 0 {
+            let total = read_count(&self.tree)? + added;
             batch.insert(keys::COUNT, &total.to_be_bytes());
         }
-        crate::changes::record(&self.tree, &mut batch, [id])?;
-        let entry = AuditEntry::change(
-            actor,
-            if current.is_some() {
-                "update"
-            } else {
-                "create"
-            },
-            T::KIND.singular(),
-            id,
-            Some(rev),
-            current.map(|(_, old)| to_json(&old)),
-            Some(to_json(record)),
-        );
-        apply_audited(&self.tree, batch, audit, entry)?;
-        Ok(rev)
+        crate::changes::record(&self.tree, &mut batch, changed)?;
+        apply_audited(&self.tree, batch, audit, entries)?;
+        Ok(results)
     }
 
     /// Removes one record if its current revision is as expected, with its
@@ -170,7 +200,7 @@ impl<T: Keyed> RecordTree<T> {
             Some(to_json(&old)),
             None,
         );
-        apply_audited(&self.tree, batch, audit, entry)?;
+        apply_audited(&self.tree, batch, audit, vec![entry])?;
         Ok(Some(old))
     }
 
@@ -287,19 +317,25 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-/// Applies `batch` to `tree` and writes the audit entry, in one transaction.
+/// Applies `batch` to `tree` and writes the audit entries, in one
+/// transaction.
 pub(crate) fn apply_audited(
     tree: &sled::Tree,
     batch: sled::Batch,
     audit: &AuditLog,
-    entry: AuditEntry,
-) -> Result<u64, StoreError> {
+    entries: Vec<AuditEntry>,
+) -> Result<(), StoreError> {
     use sled::Transactional;
-    let pending = audit.prepare(entry)?;
+    let pending = entries
+        .into_iter()
+        .map(|entry| audit.prepare(entry))
+        .collect::<Result<Vec<_>, _>>()?;
     (tree, audit.tree())
         .transaction(|(t, a)| {
             t.apply_batch(&batch)?;
-            a.insert(pending.key.as_slice(), pending.value.as_slice())?;
+            for entry in &pending {
+                a.insert(entry.key.as_slice(), entry.value.as_slice())?;
+            }
             Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
         })
         .map_err(|e| match e {
@@ -307,6 +343,5 @@ pub(crate) fn apply_audited(
             sled::transaction::TransactionError::Abort(()) => {
                 StoreError::Io("the write was aborted".into())
             }
-        })?;
-    Ok(pending.seq)
+        })
 }

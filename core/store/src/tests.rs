@@ -6,7 +6,7 @@ use model::{
 };
 use proptest::prelude::*;
 
-use crate::{Options, SledStore, Store, StoreError, UpsertCounts};
+use crate::{Expect, Options, SledStore, Store, StoreError, UpsertCounts};
 
 fn customer(id: &str) -> Customer {
     Customer {
@@ -329,7 +329,6 @@ fn the_change_log_names_what_each_upsert_changed() {
 
 #[test]
 fn definitions_keep_their_history_and_refuse_stale_saves() {
-    use crate::Expect;
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), &Options::default()).unwrap();
     let first = store
@@ -383,6 +382,83 @@ fn definitions_keep_their_history_and_refuse_stale_saves() {
             .delete_definition("segments", "nothing", Expect::Any)
             .unwrap()
     );
+}
+
+#[test]
+fn writes_gathered_in_one_call_each_get_their_own_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let position = store.change_position(EntityKind::Customer).unwrap();
+    let write = |record: Record, expect: Expect, who: &str| crate::Expected {
+        record,
+        expect,
+        actor: crate::Actor::new(who),
+    };
+    let mut renamed = customer("Z1");
+    renamed.name = "Zed One".into();
+    let mut stale = customer("C1");
+    stale.tier = "platinum".into();
+    let outcomes = store
+        .upsert_each_expecting(&[
+            write(Record::Customer(customer("Z1")), Expect::New, "alice"),
+            // Sees the write before it in the same call.
+            write(Record::Customer(renamed), Expect::Revision(1), "bob"),
+            write(Record::Customer(customer("Z1")), Expect::New, "carol"),
+            write(Record::Customer(stale), Expect::Revision(7), "dave"),
+            write(Record::Product(product("P2")), Expect::New, "erin"),
+            write(Record::Customer(customer("C2")), Expect::Any, "frank"),
+            write(
+                Record::Transaction(txn("T1", "C1", 1_700_000_000, 1)),
+                Expect::New,
+                "gina",
+            ),
+        ])
+        .unwrap();
+    assert_eq!(outcomes[0].as_ref().unwrap(), &1);
+    assert_eq!(outcomes[1].as_ref().unwrap(), &2);
+    assert!(matches!(&outcomes[2], Err(StoreError::Conflict(m)) if m.contains("exists already")));
+    assert!(matches!(&outcomes[3], Err(StoreError::Conflict(m)) if m.contains("not 7")));
+    assert_eq!(outcomes[4].as_ref().unwrap(), &1);
+    // Unchanged: its revision, nothing written.
+    assert_eq!(outcomes[5].as_ref().unwrap(), &1);
+    assert!(matches!(&outcomes[6], Err(StoreError::Invalid(_))));
+
+    let (rev, record) = store
+        .get_revised(EntityKind::Customer, "Z1")
+        .unwrap()
+        .unwrap();
+    assert!(rev == 2 && matches!(record, Record::Customer(c) if c.name == "Zed One"));
+    let stored_c1 = store.get(EntityKind::Customer, "C1").unwrap();
+    assert!(matches!(stored_c1, Some(Record::Customer(c)) if c.tier == "gold"));
+    assert_eq!(store.count(EntityKind::Customer).unwrap(), 4);
+    assert_eq!(store.count(EntityKind::Product).unwrap(), 2);
+    let changes = store.changes_since(EntityKind::Customer, position).unwrap();
+    assert_eq!(changes.ids, ["Z1"]);
+    let log = store
+        .audit_log(&crate::AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let seen: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("erin", "create", "P2"),
+            ("bob", "update", "Z1"),
+            ("alice", "create", "Z1")
+        ]
+    );
+    assert_eq!(log[1].before.as_ref().unwrap()["name"], "Customer Z1");
+
+    // Reopened, the call's writes are there.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.count(EntityKind::Customer).unwrap(), 4);
+    assert!(store.contains(EntityKind::Product, "P2").unwrap());
 }
 
 #[test]

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// An RFC 9457 problem: the status, a title, and what exactly is wrong.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Problem {
     #[serde(skip)]
     pub status: StatusCode,
@@ -35,7 +35,7 @@ pub struct Problem {
 }
 
 /// One field at fault and why.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct FieldIssue {
     pub field: String,
     pub message: String,

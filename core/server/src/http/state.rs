@@ -51,7 +51,7 @@ pub struct AppState {
     /// lines generation they were worked out at.
     rfm: Mutex<Option<(u64, Arc<Vec<analysis::Scores>>)>>,
     /// Changes written to the store and not yet to the snapshot.
-    pending: Mutex<Vec<Change>>,
+    pending: Arc<Mutex<Vec<Change>>>,
     /// Wakes the applier thread.
     applier: Condvar,
 }
@@ -73,7 +73,12 @@ impl AppState {
         let search = Search::build(&snapshot.customers);
         let work = Workspace::new(Arc::clone(&store), snapshot, registry)?;
         let registry = Arc::clone(&work.registry);
-        let flusher = Flusher::start(Arc::clone(&store));
+        let pending = Arc::new(Mutex::new(Vec::new()));
+        let flusher = Flusher::start(
+            Arc::clone(&store),
+            Arc::clone(&work.registry),
+            Arc::clone(&pending),
+        );
         let webhooks = super::webhooks::Webhooks::new(Arc::clone(&store));
         let state = Arc::new(AppState {
             tokens: Tokens::new(Arc::clone(&store)),
@@ -92,7 +97,7 @@ impl AppState {
             memberships: Default::default(),
             lines_generation: AtomicU64::new(0),
             rfm: Mutex::new(None),
-            pending: Mutex::new(Vec::new()),
+            pending,
             applier: Condvar::new(),
         });
         AppState::start_applier(&state);
@@ -102,6 +107,15 @@ impl AppState {
 
     /// The wait before a webhook delivery is tried a second time (doubled
     /// for each attempt after).
+    /// The flushes made so far and the writes they made durable (as
+    /// `/metrics` gives them).
+    pub fn flusher_counts(&self) -> (u64, u64) {
+        (
+            self.flusher.flushes.load(Ordering::Relaxed),
+            self.flusher.flushed_writes.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn set_webhook_retry(&self, base: std::time::Duration) {
         self.webhooks.set_retry_base(base);
     }
@@ -204,38 +218,6 @@ impl AppState {
             .expect("a request panicked holding the data lock")
     }
 
-    /// Checks a customer against the plugins (fields and validate hooks).
-    pub fn checked_customer(&self, customer: model::Customer) -> Result<model::Customer, Problem> {
-        let registry = &*self.registry;
-        let rules = crate::plugins::FieldRules::of(registry);
-        crate::plugins::validate_write(registry, &rules, customer).map_err(|e| {
-            match e.downcast_ref::<crate::plugins::Refused>() {
-                Some(refused) => {
-                    let mut p = Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "Refused by a rule",
-                        refused.to_string(),
-                    );
-                    p.field = refused.issues.first().map(|(f, _)| f.clone());
-                    p.errors = refused
-                        .issues
-                        .iter()
-                        .map(|(field, message)| super::problem::FieldIssue {
-                            field: field.clone(),
-                            message: message.clone(),
-                        })
-                        .collect();
-                    p
-                }
-                None => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Refused by a plugin",
-                    format!("{e:#}"),
-                ),
-            }
-        })
-    }
-
     /// Writes one record, brings the snapshot along, and returns once the
     /// write is durable; its new revision (for customers, products and
     /// campaigns). The snapshot is changed under its write lock when that is
@@ -250,47 +232,55 @@ impl AppState {
     ) -> Result<Option<u64>, Problem> {
         let begun = self.flusher.begin();
         let actor = caller.actor();
-        let revision = match &record {
-            Record::Transaction(_) | Record::Interaction(_) => {
-                let old_customer = self
-                    .store
-                    .get(record.kind(), record.id())?
-                    .map(|r| line_customer(&r).to_owned());
-                self.store.put_line(record.clone(), expect, &actor)?;
-                let customer = line_customer(&record).to_owned();
-                self.pending
-                    .lock()
-                    .expect("pending lock")
-                    .push(Change::Lines(record.kind(), customer, old_customer));
-                None
-            }
-            _ => {
-                let revision = self
-                    .store
-                    .upsert_expecting(record.clone(), expect, &actor)
-                    .map_err(|e| stale(e, expect))?;
-                if let Record::Customer(c) = &record {
-                    let event = if matches!(expect, Expect::New) {
-                        "customer.created"
-                    } else {
-                        "customer.updated"
-                    };
-                    if self.webhooks.wanted(event) {
-                        self.webhooks.emit(
-                            event,
-                            serde_json::json!({"customer_id": c.customer_id.as_str(), "revision": revision, "customer": c}),
-                        );
-                    }
-                }
-                self.pending
-                    .lock()
-                    .expect("pending lock")
-                    .push(Change::Record(record));
-                Some(revision)
-            }
-        };
+        if !matches!(record, Record::Transaction(_) | Record::Interaction(_)) {
+            return self.commit(begun, record, expect, actor).await.map(Some);
+        }
+        let old_customer = self
+            .store
+            .get(record.kind(), record.id())?
+            .map(|r| line_customer(&r).to_owned());
+        self.store.put_line(record.clone(), expect, &actor)?;
+        let customer = line_customer(&record).to_owned();
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .push(Change::Lines(record.kind(), customer, old_customer));
         self.settle().await;
         self.flusher.durable(begun).await?;
+        Ok(None)
+    }
+
+    /// Writes a customer, product or campaign through the flusher (which
+    /// hands it to the snapshot); its revision, once durable.
+    async fn commit(
+        &self,
+        begun: Begun<'_>,
+        record: Record,
+        expect: Expect,
+        actor: Actor,
+    ) -> Result<u64, Problem> {
+        let event = if matches!(expect, Expect::New) {
+            "customer.created"
+        } else {
+            "customer.updated"
+        };
+        let announced = match &record {
+            Record::Customer(c) if self.webhooks.wanted(event) => Some(c.clone()),
+            _ => None,
+        };
+        let write = store::Expected {
+            record,
+            expect,
+            actor,
+        };
+        let revision = self.flusher.commit(begun, write).await?;
+        if let Some(c) = announced {
+            self.webhooks.emit(
+                event,
+                serde_json::json!({"customer_id": c.customer_id.as_str(), "revision": revision, "customer": c}),
+            );
+        }
+        self.settle().await;
         Ok(revision)
     }
 
@@ -557,16 +547,19 @@ impl Caller {
 
 /// Group commit: writers wait for a flush that started after their write;
 /// one flush serves every writer waiting at the time, and each is woken
-/// once, when its write is durable. A flush starts as soon as every write
-/// under way waits for one (so a lone write is flushed at once), or when
-/// the first waiter has waited `GATHER_MICROS`.
+/// once, when its write is durable. Customers, products and campaigns are
+/// also written here, together: the records gathered for a flush go to the
+/// store in one call (one transaction per kind, so the counts, the change
+/// log and the audit log's newest node are written once for them all),
+/// then the flush makes them durable. A flush starts as soon as every
+/// write under way waits for one (so a lone write is flushed at once), or
+/// when the first waiter has waited `GATHER_MICROS`.
 pub(crate) struct Flusher {
     /// Writes that asked to be made durable so far.
     asked: AtomicU64,
     /// Writes begun (`Flusher::begin`) that do not wait for a flush yet.
     under_way: AtomicU64,
-    /// Writers waiting: the number of their write, and how to wake them.
-    waiters: Mutex<Vec<(u64, Waiter)>>,
+    waiting: Mutex<Waiting>,
     wake: Condvar,
     /// Flushes made, the time they took, and the writes they made durable.
     pub(crate) flushes: AtomicU64,
@@ -574,7 +567,22 @@ pub(crate) struct Flusher {
     pub(crate) flushed_writes: AtomicU64,
 }
 
+#[derive(Default)]
+struct Waiting {
+    /// Writers whose write is in the store: its number, and how to wake them.
+    flushes: Vec<(u64, Waiter)>,
+    /// Records to write, each with how to tell its writer the outcome.
+    records: Vec<(store::Expected, RecordWaiter)>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.flushes.is_empty() && self.records.is_empty()
+    }
+}
+
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+type RecordWaiter = tokio::sync::oneshot::Sender<Result<u64, Problem>>;
 
 /// The longest a flush waits for the writes under way to join it.
 const GATHER_MICROS: u64 = 2000;
@@ -596,11 +604,19 @@ impl Drop for Begun<'_> {
 }
 
 impl Flusher {
-    fn start(store: Arc<dyn Store>) -> Arc<Flusher> {
+    /// Starts the flusher thread. Customers it is given are checked against
+    /// the plugins of `registry` before they are written; the records it
+    /// writes are handed to the snapshot through `written`, in the order
+    /// they were written.
+    fn start(
+        store: Arc<dyn Store>,
+        registry: Arc<plugin_host::Registry>,
+        written: Arc<Mutex<Vec<Change>>>,
+    ) -> Arc<Flusher> {
         let flusher = Arc::new(Flusher {
             asked: AtomicU64::new(0),
             under_way: AtomicU64::new(0),
-            waiters: Mutex::new(Vec::new()),
+            waiting: Mutex::new(Waiting::default()),
             wake: Condvar::new(),
             flushes: AtomicU64::new(0),
             flush_micros: AtomicU64::new(0),
@@ -614,57 +630,39 @@ impl Flusher {
                 let mut flushed = 0;
                 loop {
                     let Some(f) = weak.upgrade() else { return };
-                    {
-                        let waiters = f.waiters.lock().expect("flusher lock");
-                        let (waiters, _) = f
-                            .wake
-                            .wait_timeout_while(
-                                waiters,
-                                std::time::Duration::from_millis(200),
-                                |w| w.is_empty(),
-                            )
-                            .expect("flusher lock");
-                        // Writes under way together share a flush: it waits
-                        // until they all wait for it, or for GATHER_MICROS.
-                        if !waiters.is_empty() {
-                            let _ = f
-                                .wake
-                                .wait_timeout_while(
-                                    waiters,
-                                    std::time::Duration::from_micros(GATHER_MICROS),
-                                    |_| f.under_way.load(Ordering::Acquire) > 0,
-                                )
-                                .expect("flusher lock");
-                        }
-                    }
+                    f.gather();
                     // Every write numbered up to `target` was made before
                     // this read: one flush now covers them all.
                     let target = f.asked.load(Ordering::Acquire);
-                    let behind = f
-                        .waiters
-                        .lock()
-                        .expect("flusher lock")
-                        .iter()
-                        .any(|(n, _)| *n > flushed);
+                    let (behind, records) = {
+                        let mut waiting = f.waiting.lock().expect("flusher lock");
+                        (
+                            waiting.flushes.iter().any(|(n, _)| *n > flushed),
+                            std::mem::take(&mut waiting.records),
+                        )
+                    };
+                    let records = validate_records(&registry, records);
+                    let records = write_records(&*store, records, &written);
                     let mut error = None;
-                    if behind {
+                    if behind || !records.is_empty() {
                         let started = Instant::now();
                         error = store.flush().err().map(|e| e.to_string());
                         f.flushes.fetch_add(1, Ordering::Relaxed);
                         f.flush_micros
                             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                         if error.is_none() {
+                            let written = records.iter().filter(|(_, o)| o.is_ok()).count();
                             f.flushed_writes
-                                .fetch_add(target - flushed, Ordering::Relaxed);
+                                .fetch_add(target - flushed + written as u64, Ordering::Relaxed);
                             flushed = target;
                         }
                     }
                     let ready: Vec<(u64, Waiter)> = {
-                        let mut waiters = f.waiters.lock().expect("flusher lock");
-                        let (ready, later) = std::mem::take(&mut *waiters)
+                        let mut waiting = f.waiting.lock().expect("flusher lock");
+                        let (ready, later) = std::mem::take(&mut waiting.flushes)
                             .into_iter()
                             .partition(|(n, _)| *n <= target);
-                        *waiters = later;
+                        waiting.flushes = later;
                         ready
                     };
                     for (_, waiter) in ready {
@@ -673,14 +671,42 @@ impl Flusher {
                             Some(e) => Err(e.clone()),
                         });
                     }
+                    for (waiter, outcome) in records {
+                        let _ = waiter.send(match (&error, outcome) {
+                            (Some(e), Ok(_)) => Err(not_durable(e)),
+                            (_, outcome) => outcome,
+                        });
+                    }
                 }
             })
             .expect("starting the flusher thread");
         flusher
     }
 
-    /// Counts a write as under way until it calls `durable`: a flush waits
-    /// (a little) for it to join.
+    /// Waits for a write to wait, then (up to `GATHER_MICROS`) for the
+    /// writes under way to join it.
+    fn gather(&self) {
+        let waiting = self.waiting.lock().expect("flusher lock");
+        let (waiting, _) = self
+            .wake
+            .wait_timeout_while(waiting, std::time::Duration::from_millis(200), |w| {
+                w.is_empty()
+            })
+            .expect("flusher lock");
+        if !waiting.is_empty() {
+            let _ = self
+                .wake
+                .wait_timeout_while(
+                    waiting,
+                    std::time::Duration::from_micros(GATHER_MICROS),
+                    |_| self.under_way.load(Ordering::Acquire) > 0,
+                )
+                .expect("flusher lock");
+        }
+    }
+
+    /// Counts a write as under way until it calls `durable` or `commit`: a
+    /// flush waits (a little) for it to join.
     pub(crate) fn begin(&self) -> Begun<'_> {
         self.under_way.fetch_add(1, Ordering::AcqRel);
         Begun {
@@ -693,9 +719,9 @@ impl Flusher {
     pub(crate) async fn durable(&self, mut begun: Begun<'_>) -> Result<(), Problem> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
-            let mut waiters = self.waiters.lock().expect("flusher lock");
+            let mut waiting = self.waiting.lock().expect("flusher lock");
             let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
-            waiters.push((ticket, tx));
+            waiting.flushes.push((ticket, tx));
             // Counted off under the lock: the flusher sees this write
             // either under way or waiting, never neither.
             if std::mem::take(&mut begun.counted) {
@@ -705,10 +731,148 @@ impl Flusher {
         self.wake.notify_one();
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Problem::internal(format!(
-                "the write may not be durable: {e}"
-            ))),
+            Ok(Err(e)) => Err(not_durable(&e)),
             Err(_) => Err(Problem::internal("the flusher stopped")),
+        }
+    }
+
+    /// Writes a customer, product or campaign with the others gathered for
+    /// the next flush; its new revision, once it is durable.
+    pub(crate) async fn commit(
+        &self,
+        mut begun: Begun<'_>,
+        write: store::Expected,
+    ) -> Result<u64, Problem> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut waiting = self.waiting.lock().expect("flusher lock");
+            waiting.records.push((write, tx));
+            if std::mem::take(&mut begun.counted) {
+                self.under_way.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.wake.notify_one();
+        rx.await
+            .unwrap_or_else(|_| Err(Problem::internal("the flusher stopped")))
+    }
+}
+
+/// Why the plugins refuse a customer (fields and validate hooks).
+fn refused(e: anyhow::Error) -> Problem {
+    match e.downcast_ref::<crate::plugins::Refused>() {
+        Some(refused) => {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Refused by a rule",
+                refused.to_string(),
+            );
+            p.field = refused.issues.first().map(|(f, _)| f.clone());
+            p.errors = refused
+                .issues
+                .iter()
+                .map(|(field, message)| super::problem::FieldIssue {
+                    field: field.clone(),
+                    message: message.clone(),
+                })
+                .collect();
+            p
+        }
+        None => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Refused by a plugin",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+/// Checks the customers among the gathered records against the plugins
+/// (fields, and one call of each validate hook for them all), applying
+/// their patches; the writers of refused ones are told at once. The
+/// records left to write.
+fn validate_records(
+    registry: &plugin_host::Registry,
+    records: Vec<(store::Expected, RecordWaiter)>,
+) -> Vec<(store::Expected, RecordWaiter)> {
+    let rules = crate::plugins::FieldRules::of(registry);
+    let nothing_to_check =
+        rules.is_empty() && !registry.enabled().iter().any(|p| p.manifest.hooks.validate);
+    if nothing_to_check
+        || !records
+            .iter()
+            .any(|(w, _)| matches!(w.record, Record::Customer(_)))
+    {
+        return records;
+    }
+    let (customers, others): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .partition(|(w, _)| matches!(w.record, Record::Customer(_)));
+    let (writes, waiters): (Vec<store::Expected>, Vec<RecordWaiter>) =
+        customers.into_iter().unzip();
+    let mut meta = Vec::with_capacity(writes.len());
+    let mut people = Vec::with_capacity(writes.len());
+    for write in writes {
+        if let Record::Customer(c) = write.record {
+            meta.push((write.expect, write.actor));
+            people.push(c);
+        }
+    }
+    let outcomes = crate::plugins::validate_writes(registry, &rules, people);
+    let mut left = others;
+    for (((expect, actor), waiter), outcome) in meta.into_iter().zip(waiters).zip(outcomes) {
+        match outcome {
+            Ok(customer) => left.push((
+                store::Expected {
+                    record: Record::Customer(customer),
+                    expect,
+                    actor,
+                },
+                waiter,
+            )),
+            Err(e) => {
+                let _ = waiter.send(Err(refused(e)));
+            }
+        }
+    }
+    left
+}
+
+fn not_durable(e: &str) -> Problem {
+    Problem::internal(format!("the write may not be durable: {e}"))
+}
+
+/// Writes the gathered records in one call and hands the ones written to
+/// the snapshot; each writer with its outcome (to be sent once flushed).
+fn write_records(
+    store: &dyn Store,
+    records: Vec<(store::Expected, RecordWaiter)>,
+    written: &Mutex<Vec<Change>>,
+) -> Vec<(RecordWaiter, Result<u64, Problem>)> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let (writes, waiters): (Vec<store::Expected>, Vec<RecordWaiter>) = records.into_iter().unzip();
+    match store.upsert_each_expecting(&writes) {
+        Ok(results) => {
+            let mut written = written.lock().expect("pending lock");
+            writes
+                .into_iter()
+                .zip(results)
+                .zip(waiters)
+                .map(|((write, result), waiter)| {
+                    let expect = write.expect;
+                    if result.is_ok() {
+                        written.push(Change::Record(write.record));
+                    }
+                    (waiter, result.map_err(|e| stale(e, expect)))
+                })
+                .collect()
+        }
+        Err(e) => {
+            let problem = Problem::from(e);
+            waiters
+                .into_iter()
+                .map(|waiter| (waiter, Err(problem.clone())))
+                .collect()
         }
     }
 }
