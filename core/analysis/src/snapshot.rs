@@ -317,7 +317,9 @@ pub struct Customers {
     pub(crate) rank: std::sync::OnceLock<Vec<u32>>,
 }
 
-/// Customers added before `recent` is merged into `by_id`.
+/// Customers added before `recent` is merged into `by_id`: at least this
+/// many, and at least a sixteenth of the rows, so that a merge (which moves
+/// every row) costs each added customer a few row moves, not hundreds.
 const RECENT: usize = 4096;
 
 impl Customers {
@@ -557,7 +559,7 @@ impl Snapshot {
                 c.joined.push(customer.joined_at.days());
                 c.tier.push(tier);
                 c.recent.insert(id.to_owned(), ci);
-                if c.recent.len() >= RECENT {
+                if c.recent.len() >= RECENT.max(c.by_id.len() / 16) {
                     c.merge_recent();
                 }
                 c.rank = std::sync::OnceLock::new();

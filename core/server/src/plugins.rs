@@ -388,48 +388,47 @@ pub fn validate_writes(
         .iter()
         .filter(|p| p.manifest.hooks.validate)
     {
-        let open: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i].is_ok())
-            .collect();
+        // The customers no plugin has refused yet.
+        let open: Vec<&model::Customer> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
         if open.is_empty() {
             break;
         }
-        let verdicts = {
-            let written_of = |i: usize| match &outcomes[i] {
-                Ok(c) => written(c),
-                Err(_) => unreachable!("only open customers are sent"),
+        let call = |customers: &[&model::Customer]| {
+            // The customers as written: their profiles and attributes
+            // (metrics are those of their records, not part of a write).
+            let batch = wire::Batch {
+                as_of: 0,
+                products: Vec::new(),
+                customers: customers.iter().map(|c| written(c)).collect(),
             };
-            let call = |at: &[usize]| {
-                // The customers as written: their profiles and attributes
-                // (metrics are those of their records, not part of a write).
-                let batch = wire::Batch {
-                    as_of: 0,
-                    products: Vec::new(),
-                    customers: at.iter().map(|&i| written_of(i)).collect(),
-                };
-                registry
-                    .counted(plugin, |p| p.validate(&batch))
-                    .map(|(verdicts, _)| verdicts)
-                    .with_context(|| format!("plugin {}", plugin.id()))
-            };
-            match call(&open) {
-                Ok(verdicts) => verdicts.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) if open.len() == 1 => vec![Err(e)],
-                Err(_) => open
-                    .iter()
-                    .map(|&i| call(&[i]).map(|mut v| v.pop().expect("one result per customer")))
-                    .collect(),
-            }
+            registry
+                .counted(plugin, |p| p.validate(&batch))
+                .map(|(verdicts, _)| verdicts)
+                .with_context(|| format!("plugin {}", plugin.id()))
         };
-        for (i, verdict) in open.into_iter().zip(verdicts) {
-            let customer =
-                std::mem::replace(&mut outcomes[i], Err(anyhow::anyhow!("being validated")))
-                    .expect("open customers are valid so far");
-            outcomes[i] = verdict.and_then(|v| {
-                let v = v.map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
-                apply_verdict(plugin, customer, v)
-            });
-        }
+        let verdicts = match call(&open) {
+            Ok(verdicts) => verdicts.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) if open.len() == 1 => vec![Err(e)],
+            Err(_) => open
+                .iter()
+                .map(|c| {
+                    call(std::slice::from_ref(c))
+                        .map(|mut v| v.pop().expect("one result per customer"))
+                })
+                .collect(),
+        };
+        // The verdicts are those of the open customers, in order.
+        let mut verdicts = verdicts.into_iter();
+        outcomes = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let customer = outcome?;
+                let verdict = verdicts.next().expect("one verdict per open customer")?;
+                let verdict =
+                    verdict.map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+                apply_verdict(plugin, customer, verdict)
+            })
+            .collect();
     }
     outcomes
         .into_iter()

@@ -4,7 +4,10 @@
 //! An entry is written in the same sled transaction as the change it
 //! describes, so a change is never on disk without its entry (nor an entry
 //! without its change). Keys: `a` sequence (7 bits per byte, so byte order
-//! is numeric order and no byte is 0xff) → the entry as JSON.
+//! is numeric order and no byte is 0xff) → the entry as JSON; the entries
+//! of changes written together (the API's gathered writes) are one value, a
+//! JSON array of entries numbered on from the key's, so that sled writes
+//! one key for them rather than one each.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,6 +101,9 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) struct AuditLog {
     db: sled::Db,
     tree: sled::Tree,
+    /// Held while entries are numbered, so that the entries written
+    /// together have consecutive numbers with no other entry between.
+    numbering: std::sync::Mutex<()>,
 }
 
 /// An entry ready to be written with its change.
@@ -109,33 +115,54 @@ pub(crate) struct Pending {
 
 impl AuditLog {
     pub(crate) fn new(db: sled::Db, tree: sled::Tree) -> AuditLog {
-        AuditLog { db, tree }
+        AuditLog {
+            db,
+            tree,
+            numbering: std::sync::Mutex::new(()),
+        }
     }
 
     pub(crate) fn tree(&self) -> &sled::Tree {
         &self.tree
     }
 
-    /// Numbers an entry and encodes it, to be written with its change.
-    pub(crate) fn prepare(&self, mut entry: AuditEntry) -> Result<Pending, StoreError> {
-        // sled's ids grow across restarts; 0 is never given out here.
-        let seq = self.db.generate_id().map_err(sled_error)? + 1;
-        entry.seq = seq;
-        if entry.at_ms == 0 {
-            entry.at_ms = now_ms();
+    /// Numbers entries and encodes them as one value, to be written with
+    /// their changes (`None` for no entries).
+    pub(crate) fn prepare(
+        &self,
+        mut entries: Vec<AuditEntry>,
+    ) -> Result<Option<Pending>, StoreError> {
+        if entries.is_empty() {
+            return Ok(None);
         }
-        let value = serde_json::to_vec(&entry)
-            .map_err(|e| StoreError::Invalid(format!("audit entry: {e}")))?;
-        Ok(Pending {
+        let now = now_ms();
+        {
+            let _numbering = self.numbering.lock().expect("audit numbering lock");
+            for entry in &mut entries {
+                // sled's ids grow across restarts; 0 is never given out here.
+                entry.seq = self.db.generate_id().map_err(sled_error)? + 1;
+                if entry.at_ms == 0 {
+                    entry.at_ms = now;
+                }
+            }
+        }
+        let seq = entries[0].seq;
+        let value = if entries.len() == 1 {
+            serde_json::to_vec(&entries[0])
+        } else {
+            serde_json::to_vec(&entries)
+        }
+        .map_err(|e| StoreError::Invalid(format!("audit entry: {e}")))?;
+        Ok(Some(Pending {
             key: key(seq),
             value,
             seq,
-        })
+        }))
     }
 
     /// Writes an entry on its own (for changes outside the record trees).
     pub(crate) fn append(&self, entry: AuditEntry) -> Result<u64, StoreError> {
-        let pending = self.prepare(entry)?;
+        let pending = self.prepare(vec![entry])?.expect("one entry");
         self.tree
             .insert(pending.key, pending.value)
             .map_err(sled_error)?;
@@ -148,16 +175,23 @@ impl AuditLog {
         // Keys hold no 0xff byte, so reverse iteration is safe (see keys.rs).
         for entry in self.tree.range(vec![b'a']..upper).rev() {
             let (_, bytes) = entry.map_err(sled_error)?;
-            let e: AuditEntry = serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))?;
-            if query.kind.as_deref().is_some_and(|k| k != e.kind)
-                || query.id.as_deref().is_some_and(|i| i != e.id)
-            {
-                continue;
+            let written: Vec<AuditEntry> = if bytes.first() == Some(&b'[') {
+                serde_json::from_slice(&bytes)
+            } else {
+                serde_json::from_slice(&bytes).map(|e| vec![e])
             }
-            out.push(e);
-            if out.len() >= query.limit.max(1) {
-                break;
+            .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))?;
+            for e in written.into_iter().rev() {
+                if query.before.is_some_and(|before| e.seq >= before)
+                    || query.kind.as_deref().is_some_and(|k| k != e.kind)
+                    || query.id.as_deref().is_some_and(|i| i != e.id)
+                {
+                    continue;
+                }
+                out.push(e);
+                if out.len() >= query.limit.max(1) {
+                    return Ok(out);
+                }
             }
         }
         Ok(out)

@@ -326,14 +326,11 @@ pub(crate) fn apply_audited(
     entries: Vec<AuditEntry>,
 ) -> Result<(), StoreError> {
     use sled::Transactional;
-    let pending = entries
-        .into_iter()
-        .map(|entry| audit.prepare(entry))
-        .collect::<Result<Vec<_>, _>>()?;
+    let pending = audit.prepare(entries)?;
     (tree, audit.tree())
         .transaction(|(t, a)| {
             t.apply_batch(&batch)?;
-            for entry in &pending {
+            if let Some(entry) = &pending {
                 a.insert(entry.key.as_slice(), entry.value.as_slice())?;
             }
             Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())

@@ -453,6 +453,26 @@ fn writes_gathered_in_one_call_each_get_their_own_outcome() {
         ]
     );
     assert_eq!(log[1].before.as_ref().unwrap()["name"], "Customer Z1");
+    assert_eq!(log[1].seq, log[2].seq + 1);
+    // A cursor between entries written together.
+    let older = store
+        .audit_log(&crate::AuditQuery {
+            before: Some(log[1].seq),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].actor, "alice");
+    let only_bob = store
+        .audit_log(&crate::AuditQuery {
+            id: Some("Z1".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(only_bob.len(), 1);
+    assert_eq!(only_bob[0].actor, "bob");
 
     // Reopened, the call's writes are there.
     drop(store);
