@@ -641,8 +641,18 @@ impl Flusher {
                             std::mem::take(&mut waiting.records),
                         )
                     };
-                    let records = validate_records(&registry, records);
-                    let records = write_records(&*store, records, &written);
+                    // A panic here drops the writers' senders (each is told
+                    // its write failed); the thread goes on for the others.
+                    let records = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let records = validate_records(&registry, records);
+                        write_records(&*store, records, &written)
+                    }))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(
+                            "writing the gathered records failed; their writers are told"
+                        );
+                        Vec::new()
+                    });
                     let mut error = None;
                     if behind || !records.is_empty() {
                         let started = Instant::now();
@@ -752,8 +762,11 @@ impl Flusher {
             }
         }
         self.wake.notify_one();
-        rx.await
-            .unwrap_or_else(|_| Err(Problem::internal("the flusher stopped")))
+        rx.await.unwrap_or_else(|_| {
+            Err(Problem::internal(
+                "the server failed while writing this record: it may not be stored",
+            ))
+        })
     }
 }
 
