@@ -816,22 +816,19 @@ fn validate_records(
     {
         return records;
     }
-    let (customers, others): (Vec<_>, Vec<_>) = records
+    let (customers, mut left): (Vec<_>, Vec<_>) = records
         .into_iter()
         .partition(|(w, _)| matches!(w.record, Record::Customer(_)));
-    let (writes, waiters): (Vec<store::Expected>, Vec<RecordWaiter>) =
-        customers.into_iter().unzip();
-    let mut meta = Vec::with_capacity(writes.len());
-    let mut people = Vec::with_capacity(writes.len());
-    for write in writes {
+    let mut people = Vec::with_capacity(customers.len());
+    let mut writers = Vec::with_capacity(customers.len());
+    for (write, waiter) in customers {
         if let Record::Customer(c) = write.record {
-            meta.push((write.expect, write.actor));
             people.push(c);
+            writers.push((write.expect, write.actor, waiter));
         }
     }
     let outcomes = crate::plugins::validate_writes(registry, &rules, people);
-    let mut left = others;
-    for (((expect, actor), waiter), outcome) in meta.into_iter().zip(waiters).zip(outcomes) {
+    for ((expect, actor, waiter), outcome) in writers.into_iter().zip(outcomes) {
         match outcome {
             Ok(customer) => left.push((
                 store::Expected {
