@@ -105,8 +105,6 @@ impl AppState {
         Ok(state)
     }
 
-    /// The wait before a webhook delivery is tried a second time (doubled
-    /// for each attempt after).
     /// The flushes made so far and the writes they made durable (as
     /// `/metrics` gives them).
     pub fn flusher_counts(&self) -> (u64, u64) {
@@ -116,6 +114,8 @@ impl AppState {
         )
     }
 
+    /// The wait before a webhook delivery is tried a second time (doubled
+    /// for each attempt after).
     pub fn set_webhook_retry(&self, base: std::time::Duration) {
         self.webhooks.set_retry_base(base);
     }
@@ -725,20 +725,27 @@ impl Flusher {
         }
     }
 
-    /// Returns once everything written before the call is on disk.
-    pub(crate) async fn durable(&self, mut begun: Begun<'_>) -> Result<(), Problem> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+    /// Adds a waiting write (`wait`) and counts `begun` off, under one lock:
+    /// the flusher sees each write either under way or waiting, never
+    /// neither.
+    fn join(&self, mut begun: Begun<'_>, wait: impl FnOnce(&mut Waiting)) {
         {
             let mut waiting = self.waiting.lock().expect("flusher lock");
-            let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
-            waiting.flushes.push((ticket, tx));
-            // Counted off under the lock: the flusher sees this write
-            // either under way or waiting, never neither.
+            wait(&mut waiting);
             if std::mem::take(&mut begun.counted) {
                 self.under_way.fetch_sub(1, Ordering::AcqRel);
             }
         }
         self.wake.notify_one();
+    }
+
+    /// Returns once everything written before the call is on disk.
+    pub(crate) async fn durable(&self, begun: Begun<'_>) -> Result<(), Problem> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.join(begun, |waiting| {
+            let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
+            waiting.flushes.push((ticket, tx));
+        });
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(not_durable(&e)),
@@ -750,18 +757,11 @@ impl Flusher {
     /// the next flush; its new revision, once it is durable.
     pub(crate) async fn commit(
         &self,
-        mut begun: Begun<'_>,
+        begun: Begun<'_>,
         write: store::Expected,
     ) -> Result<u64, Problem> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        {
-            let mut waiting = self.waiting.lock().expect("flusher lock");
-            waiting.records.push((write, tx));
-            if std::mem::take(&mut begun.counted) {
-                self.under_way.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.wake.notify_one();
+        self.join(begun, |waiting| waiting.records.push((write, tx)));
         rx.await.unwrap_or_else(|_| {
             Err(Problem::internal(
                 "the server failed while writing this record: it may not be stored",
