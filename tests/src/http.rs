@@ -1042,6 +1042,152 @@ fn the_customer_360_merges_lines_with_metrics_and_scores() {
     assert!(found);
 }
 
+/// The 360 as the API serves it from the snapshot, against the same
+/// document read from the store, for `ids`.
+fn assert_360_agrees(api: &Api, ids: &[String], timeline: usize) {
+    for id in ids {
+        // The R, F and M ranks and the memberships are worked out again in
+        // the background after a write: one of them may land between the
+        // two reads, never twice in a row.
+        let mut tries = 0;
+        loop {
+            let (memory, store) = server::http::customer_360_both_ways(&api.state, id, timeline);
+            let memory = memory.unwrap_or_else(|| panic!("{id}: no 360 from memory"));
+            tries += 1;
+            if tries < 20 && Some(&memory) != store.as_ref() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+            assert_eq!(Some(&memory), store.as_ref(), "{id}, timeline {timeline}");
+            break;
+        }
+    }
+}
+
+#[test]
+fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
+    let api = Api::new();
+    let (_, page) = api.get("/api/v1/customers?limit=500", Role::Viewer);
+    let all = ids(&page, "customer_id");
+    assert_eq!(all.len(), 200);
+    // Segment memberships are built in the background: wait, so both
+    // paths see the same.
+    for _ in 0..200 {
+        if api.state.segments_of(0).is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for timeline in [0, 3, 100, 1000] {
+        assert_360_agrees(&api, &all, timeline);
+    }
+    // Every kind of timeline entry and value the model has, after writes
+    // through the API: a changed customer (its revision grows), a line
+    // whose id has no digits, lines of the same second, an interaction
+    // with a product, a representative, a campaign and a rating.
+    let cid = all[7].clone();
+    let (_, view) = api.get(&format!("/api/v1/customers/{cid}/view"), Role::Viewer);
+    let revision = view["customer"]["revision"].as_u64().unwrap();
+    let mut record = view["customer"].clone();
+    record.as_object_mut().unwrap().remove("revision");
+    record["name"] = "Zoë Ünlü 陈".into();
+    record["birth_date"] = Value::Null;
+    let (status, body, _) = api.write(
+        "PUT",
+        &format!("/api/v1/customers/{cid}"),
+        Role::Agent,
+        Some(&format!("\"{revision}\"")),
+        &record,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
+    let sku = products["items"][0]["sku"].as_str().unwrap().to_owned();
+    let (_, campaigns) = api.get("/api/v1/campaigns?limit=1", Role::Viewer);
+    let campaign = campaigns["items"][0]["campaign_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for txn_id in ["odd-line", "T-000042", "T-42", "X9999999999999999"] {
+        let line = serde_json::json!({
+            "txn_id": txn_id, "customer_id": cid, "ts": "2025-06-01T10:00:00Z", "sku": sku,
+            "quantity": 2, "amount": "26.05", "cost": "14.00", "channel": "phone", "region": "Far East"
+        });
+        let (status, body, _) = api.write(
+            "POST",
+            "/api/v1/transactions",
+            Role::Integrator,
+            None,
+            &line,
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for interaction in [
+        serde_json::json!({
+            "interaction_id": "survey/7", "customer_id": cid, "ts": "2025-06-01T10:00:00Z",
+            "kind": "survey", "department": "sales", "sku": sku, "rep": "Ana Núñez",
+            "region": "North", "topic": null, "resolved_ts": null, "rating": 4,
+            "campaign_id": null
+        }),
+        serde_json::json!({
+            "interaction_id": "I-answer-1", "customer_id": cid, "ts": "2025-05-30T08:00:00Z",
+            "kind": "promotion_response", "department": "marketing", "sku": null, "rep": null,
+            "region": "North", "topic": null, "resolved_ts": null, "rating": null,
+            "campaign_id": campaign
+        }),
+        serde_json::json!({
+            "interaction_id": "I9000000099", "customer_id": cid, "ts": "2025-05-29T08:00:00Z",
+            "kind": "consultation", "department": "service", "sku": sku, "rep": "Ana Núñez",
+            "region": "South", "topic": "price", "resolved_ts": "2025-05-31T09:00:00Z",
+            "rating": null, "campaign_id": null
+        }),
+    ] {
+        let (status, body, _) = api.write(
+            "POST",
+            "/api/v1/interactions",
+            Role::Agent,
+            None,
+            &interaction,
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, view) = api.get(
+        &format!("/api/v1/customers/{cid}/view?timeline=5"),
+        Role::Viewer,
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["customer"]["revision"], revision + 1);
+    assert_eq!(view["customer"]["name"], "Zoë Ünlü 陈");
+    let shown: Vec<&str> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["txn_id"]
+                .as_str()
+                .or(t["interaction_id"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        shown.contains(&"odd-line") && shown.contains(&"survey/7"),
+        "{view}"
+    );
+    let changed = vec![cid.clone(), all[8].clone()];
+    for timeline in [0, 2, 5, 100] {
+        assert_360_agrees(&api, &changed, timeline);
+    }
+    // A new customer, then read at once.
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/customers",
+        Role::Agent,
+        None,
+        &customer("C9300001", "Nuevo"),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_360_agrees(&api, &["C9300001".to_owned()], 100);
+}
+
 #[test]
 fn analyses_run_on_everyone_or_on_a_segment() {
     let api = Api::new();

@@ -14,13 +14,13 @@ use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{
-    CampaignRow, Customers, Dict, Dicts, InteractionCols, Lines, Products, Snapshot, Strings,
-    TxnCols,
+    CampaignRow, Customers, Dict, Dicts, InteractionCols, LineIds, Lines, Products, Snapshot,
+    Strings, TxnCols,
 };
 
 const MAGIC: &[u8; 8] = b"CRMSNAP\0";
-/// Version history: 1: first layout.
-const VERSION: u32 = 1;
+/// Version history: 1: first layout; 2: customers' revisions, line ids.
+const VERSION: u32 = 2;
 const BYTE_ORDER: u32 = 0x0102_0304;
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +194,10 @@ fn dicts_of(d: &Dicts) -> Vec<Vec<String>> {
     ]
     .iter()
     .map(|d| d.values().to_vec())
+    .chain([
+        d.txn_ids.prefixes.values().to_vec(),
+        d.interaction_ids.prefixes.values().to_vec(),
+    ])
     .collect()
 }
 
@@ -223,6 +227,7 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
         &c.channel,
         &c.joined,
         &c.tier,
+        &c.revision,
         &by_id,
         &rank,
     ] {
@@ -266,6 +271,8 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
     for column in snapshot.interactions.main.columns() {
         column.write_to(&mut out)?;
     }
+    write_strings(&mut out, &snapshot.dicts.txn_ids.other)?;
+    write_strings(&mut out, &snapshot.dicts.interaction_ids.other)?;
     let crc = out.crc.clone().finalize();
     out.writer.write_all(&crc.to_le_bytes())?;
     Ok(())
@@ -316,6 +323,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
             &mut c.channel,
             &mut c.joined,
             &mut c.tier,
+            &mut c.revision,
             &mut c.by_id,
             &mut rank,
         ] {
@@ -339,6 +347,8 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
     for column in interactions.main.columns_mut() {
         column.read_from(&mut input)?;
     }
+    let txn_ids_other = read_strings(&mut input)?;
+    let interaction_ids_other = read_strings(&mut input)?;
     let computed = input.crc.clone().finalize();
     let mut crc = [0u8; 4];
     input.reader.read_exact(&mut crc)?;
@@ -357,6 +367,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         customers.channel.len(),
         customers.joined.len(),
         customers.tier.len(),
+        customers.revision.len(),
         customers.by_id.len(),
         n_rank,
     ]
@@ -380,6 +391,14 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         sale_region: next(),
         contact_region: next(),
         rep: next(),
+        txn_ids: LineIds {
+            prefixes: next(),
+            other: txn_ids_other,
+        },
+        interaction_ids: LineIds {
+            prefixes: next(),
+            other: interaction_ids_other,
+        },
     };
     let index: HashMap<String, u32> = tables
         .skus

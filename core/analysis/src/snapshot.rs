@@ -132,6 +132,65 @@ impl Strings {
     }
 }
 
+/// The ids of one kind of line, each kept as a number in a column: an id
+/// made of a prefix and up to 13 digits (`T0001197303`) as its prefix's
+/// code, its number of digits and their value; any other id as an index
+/// into `other`. Ids come back exactly as they were given.
+#[derive(Clone, Debug, Default)]
+pub struct LineIds {
+    pub(crate) prefixes: Dict,
+    pub(crate) other: Strings,
+}
+
+/// Marks a code that indexes `LineIds::other`.
+const OTHER_ID: u64 = 1 << 63;
+const ID_DIGITS: usize = 13;
+const ID_VALUE_BITS: u32 = 45;
+const ID_WIDTH_BITS: u32 = 4;
+const ID_PREFIXES: usize = 1 << 14;
+
+impl LineIds {
+    /// The code of `id`.
+    pub fn code(&mut self, id: &str) -> u64 {
+        let digits = id.len() - id.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let (prefix, number) = id.split_at(digits);
+        if (1..=ID_DIGITS).contains(&number.len())
+            && (self.prefixes.len() < ID_PREFIXES || self.prefixes.find(prefix).is_some())
+        {
+            let value: u64 = number.parse().expect("only ASCII digits");
+            let prefix = self.prefixes.code(prefix) as u64;
+            return prefix << (ID_VALUE_BITS + ID_WIDTH_BITS)
+                | (number.len() as u64) << ID_VALUE_BITS
+                | value;
+        }
+        self.other.push(id);
+        OTHER_ID | (self.other.len() - 1) as u64
+    }
+
+    /// Writes the id of `code` to `out`.
+    pub fn write(&self, code: u64, out: &mut String) {
+        if code & OTHER_ID != 0 {
+            out.push_str(self.other.get((code & !OTHER_ID) as usize));
+            return;
+        }
+        let value = code & ((1 << ID_VALUE_BITS) - 1);
+        let width = ((code >> ID_VALUE_BITS) & ((1 << ID_WIDTH_BITS) - 1)) as usize;
+        out.push_str(
+            self.prefixes
+                .get((code >> (ID_VALUE_BITS + ID_WIDTH_BITS)) as u32),
+        );
+        use std::fmt::Write as _;
+        let _ = write!(out, "{value:0width$}");
+    }
+
+    /// The id of `code`.
+    pub fn get(&self, code: u64) -> String {
+        let mut out = String::new();
+        self.write(code, &mut out);
+        out
+    }
+}
+
 /// Declares a set of line columns, its borrowed slice, and their plumbing.
 macro_rules! columns {
     ($(#[$doc:meta])* $cols:ident, $slice:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
@@ -200,7 +259,7 @@ macro_rules! columns {
 }
 
 columns!(
-    /// Transaction lines.
+    /// Transaction lines (`id`: the code of the line's id in `Dicts::txn_ids`).
     TxnCols, TxnSlice {
         ts: i64,
         product: u32,
@@ -209,11 +268,12 @@ columns!(
         cost: i64,
         channel: u8,
         region: u32,
+        id: u64,
     }
 );
 
 columns!(
-    /// Interactions.
+    /// Interactions (`id`: the code of the id in `Dicts::interaction_ids`).
     InteractionCols, InteractionSlice {
         ts: i64,
         kind: u8,
@@ -225,6 +285,7 @@ columns!(
         resolved: i64,
         rating: u8,
         campaign: u32,
+        id: u64,
     }
 );
 
@@ -307,6 +368,9 @@ pub struct Customers {
     pub channel: Vec<u8>,
     pub joined: Vec<i32>,
     pub tier: Vec<u32>,
+    /// Each customer's revision in the store; 0 where it is not known (a
+    /// snapshot built without revisions).
+    pub revision: Vec<u64>,
     /// Customer rows in id order (but those in `recent`).
     pub(crate) by_id: Vec<u32>,
     /// Rows added since `by_id` was last merged, by id: adding a customer
@@ -483,6 +547,8 @@ pub struct Dicts {
     /// Regions of interactions.
     pub contact_region: Dict,
     pub rep: Dict,
+    pub txn_ids: LineIds,
+    pub interaction_ids: LineIds,
 }
 
 /// Every record, as columns.
@@ -525,6 +591,11 @@ impl Snapshot {
     /// Adds a customer, or replaces the one with the same id; its row. A new
     /// customer has no lines until they are set.
     pub fn upsert_customer(&mut self, customer: &Customer) -> u32 {
+        self.upsert_customer_revised(customer, 0)
+    }
+
+    /// As `upsert_customer`, with the customer's revision in the store.
+    pub fn upsert_customer_revised(&mut self, customer: &Customer, revision: u64) -> u32 {
         let d = &mut self.dicts;
         let c = &mut self.customers;
         let region = d.region.code(&customer.region);
@@ -544,6 +615,7 @@ impl Snapshot {
                 c.channel[i] = customer.channel.index();
                 c.joined[i] = customer.joined_at.days();
                 c.tier[i] = tier;
+                c.revision[i] = revision;
                 ci
             }
             None => {
@@ -558,6 +630,7 @@ impl Snapshot {
                 c.channel.push(customer.channel.index());
                 c.joined.push(customer.joined_at.days());
                 c.tier.push(tier);
+                c.revision.push(revision);
                 c.recent.insert(id.to_owned(), ci);
                 if c.recent.len() >= RECENT.max(c.by_id.len() / 16) {
                     c.merge_recent();
@@ -633,6 +706,7 @@ impl Snapshot {
             cols.cost.push(t.cost.cents());
             cols.channel.push(t.channel.index());
             cols.region.push(self.dicts.sale_region.code(&t.region));
+            cols.id.push(self.dicts.txn_ids.code(t.txn_id.as_str()));
         }
         cols
     }
@@ -662,6 +736,8 @@ impl Snapshot {
                     .and_then(|c| self.campaign(c.as_str()))
                     .unwrap_or(NONE),
             );
+            cols.id
+                .push(self.dicts.interaction_ids.code(i.interaction_id.as_str()));
         }
         cols
     }
@@ -743,6 +819,8 @@ impl Snapshot {
             * (c.birth.capacity() + c.region.capacity() + c.city.capacity() + c.joined.capacity());
         total +=
             4 * (c.tier.capacity() + c.by_id.capacity() + c.rank.get().map_or(0, Vec::capacity));
+        total += 8 * c.revision.capacity();
+        total += strings(&self.dicts.txn_ids.other) + strings(&self.dicts.interaction_ids.other);
         total += c.recent.len() * 48;
         for column in self.txns.main.columns() {
             total += column.bytes();
@@ -770,6 +848,11 @@ impl Builder {
     }
 
     pub fn customer(&mut self, customer: &Customer) {
+        self.customer_revised(customer, 0);
+    }
+
+    /// As `customer`, with the customer's revision in the store.
+    pub fn customer_revised(&mut self, customer: &Customer, revision: u64) {
         let c = &mut self.snapshot.customers;
         let d = &mut self.snapshot.dicts;
         let ci = c.len() as u32;
@@ -783,6 +866,7 @@ impl Builder {
         c.channel.push(customer.channel.index());
         c.joined.push(customer.joined_at.days());
         c.tier.push(d.tier.code(&customer.tier));
+        c.revision.push(revision);
         c.by_id.push(ci);
     }
 
@@ -835,6 +919,7 @@ pub struct LineBuilder<C> {
     customer_id: String,
     pub(crate) region: Dict,
     rep: Dict,
+    ids: LineIds,
 }
 
 impl<C: Default> LineBuilder<C> {
@@ -848,6 +933,7 @@ impl<C: Default> LineBuilder<C> {
             customer_id: String::new(),
             region: Dict::default(),
             rep: Dict::default(),
+            ids: LineIds::default(),
         }
     }
 }
@@ -871,7 +957,7 @@ macro_rules! line_builder_common {
                 Some(ci)
             }
 
-            fn finish(mut self, n_customers: usize) -> (Lines<$cols>, Dict, Dict) {
+            fn finish(mut self, n_customers: usize) -> (Lines<$cols>, Dict, Dict, LineIds) {
                 while self.start.len() <= n_customers {
                     self.start.push(self.cols.len() as u64);
                 }
@@ -884,7 +970,7 @@ macro_rules! line_builder_common {
                     overlay: HashMap::new(),
                     overlaid: Vec::new(),
                 };
-                (lines, self.region, self.rep)
+                (lines, self.region, self.rep, self.ids)
             }
         }
     };
@@ -908,6 +994,7 @@ impl LineBuilder<TxnCols> {
         c.cost.push(t.cost.cents());
         c.channel.push(t.channel.index());
         c.region.push(self.region.code(&t.region));
+        c.id.push(self.ids.code(t.txn_id.as_str()));
     }
 }
 
@@ -949,6 +1036,7 @@ impl LineBuilder<InteractionCols> {
             .push(i.resolved_ts.map_or(NO_TS, |t| t.seconds()));
         c.rating.push(i.rating.unwrap_or(0));
         c.campaign.push(campaign);
+        c.id.push(self.ids.code(i.interaction_id.as_str()));
     }
 }
 
@@ -957,13 +1045,15 @@ impl LineBuilders {
     pub fn finish(self) -> Snapshot {
         let mut snapshot = self.snapshot;
         let n = snapshot.customers.len();
-        let (txns, sale_region, _) = self.txns.finish(n);
-        let (interactions, contact_region, rep) = self.interactions.finish(n);
+        let (txns, sale_region, _, txn_ids) = self.txns.finish(n);
+        let (interactions, contact_region, rep, interaction_ids) = self.interactions.finish(n);
         snapshot.txns = txns;
         snapshot.interactions = interactions;
         snapshot.dicts.sale_region = sale_region;
         snapshot.dicts.contact_region = contact_region;
         snapshot.dicts.rep = rep;
+        snapshot.dicts.txn_ids = txn_ids;
+        snapshot.dicts.interaction_ids = interaction_ids;
         snapshot.derive();
         snapshot
     }

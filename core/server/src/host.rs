@@ -144,12 +144,16 @@ pub fn catch_up(store: &dyn Store, snapshot: &mut Snapshot) -> Result<Option<usi
 /// Reads one changed record (or a customer's lines) again; false when it
 /// was deleted, which the snapshot cannot follow (it is rebuilt).
 fn apply(store: &dyn Store, snapshot: &mut Snapshot, kind: EntityKind, id: &str) -> Result<bool> {
-    match (kind, store.get(kind, id)?) {
-        (EntityKind::Customer, Some(Record::Customer(c))) => {
-            snapshot.upsert_customer(&c);
+    let record = match kind {
+        EntityKind::Customer => store.get_revised(kind, id)?,
+        _ => store.get(kind, id)?.map(|r| (0, r)),
+    };
+    match (kind, record.map(|(revision, r)| (r, revision))) {
+        (EntityKind::Customer, Some((Record::Customer(c), revision))) => {
+            snapshot.upsert_customer_revised(&c, revision);
         }
-        (EntityKind::Product, Some(Record::Product(p))) => snapshot.upsert_product(&p),
-        (EntityKind::Campaign, Some(Record::Campaign(c))) => snapshot.upsert_campaign(&c),
+        (EntityKind::Product, Some((Record::Product(p), _))) => snapshot.upsert_product(&p),
+        (EntityKind::Campaign, Some((Record::Campaign(c), _))) => snapshot.upsert_campaign(&c),
         (EntityKind::Customer | EntityKind::Product | EntityKind::Campaign, None) => {
             return Ok(false);
         }
@@ -179,9 +183,9 @@ pub fn build(store: &dyn Store) -> Result<Snapshot> {
         positions[i] = store.change_position(kind)?;
     }
     let mut builder = Builder::new();
-    for record in store.scan(EntityKind::Customer) {
-        if let Record::Customer(c) = record? {
-            builder.customer(&c);
+    for record in store.scan_revised(EntityKind::Customer) {
+        if let (revision, Record::Customer(c)) = record? {
+            builder.customer_revised(&c, revision);
         }
     }
     for record in store.scan(EntityKind::Product) {

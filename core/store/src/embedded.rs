@@ -305,6 +305,28 @@ impl Store for SledStore {
         }
     }
 
+    fn scan_revised<'a>(
+        &'a self,
+        kind: EntityKind,
+    ) -> Box<dyn Iterator<Item = Result<(u64, Record), StoreError>> + 'a> {
+        fn revised<T>(
+            scan: impl Iterator<Item = Result<(u64, T), StoreError>>,
+            wrap: fn(T) -> Record,
+        ) -> impl Iterator<Item = Result<(u64, Record), StoreError>> {
+            scan.map(move |r| r.map(|(revision, record)| (revision, wrap(record))))
+        }
+        match kind {
+            EntityKind::Customer => {
+                Box::new(revised(self.customers.scan_revised(), Record::Customer))
+            }
+            EntityKind::Product => Box::new(revised(self.products.scan_revised(), Record::Product)),
+            EntityKind::Campaign => {
+                Box::new(revised(self.campaigns.scan_revised(), Record::Campaign))
+            }
+            EntityKind::Transaction | EntityKind::Interaction => Box::new(std::iter::empty()),
+        }
+    }
+
     fn transactions_of(&self, customer: &CustomerId) -> Result<Vec<Transaction>, StoreError> {
         self.transactions.of_customer(customer.as_str())
     }

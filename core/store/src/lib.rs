@@ -63,6 +63,13 @@ pub trait Store: Send + Sync {
         kind: EntityKind,
     ) -> Box<dyn Iterator<Item = Result<Record, StoreError>> + 'a>;
 
+    /// Every customer, product or campaign of a kind with its revision, in
+    /// id order; nothing for lines.
+    fn scan_revised<'a>(
+        &'a self,
+        kind: EntityKind,
+    ) -> Box<dyn Iterator<Item = Result<(u64, Record), StoreError>> + 'a>;
+
     /// A customer's transaction lines in time order.
     fn transactions_of(&self, customer: &CustomerId) -> Result<Vec<Transaction>, StoreError>;
 

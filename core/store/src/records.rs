@@ -239,9 +239,14 @@ impl<T: Keyed> RecordTree<T> {
 
     /// Every record in id order.
     pub(crate) fn scan(&self) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
+        self.scan_revised().map(|r| r.map(|(_, record)| record))
+    }
+
+    /// Every record in id order, with its revision.
+    pub(crate) fn scan_revised(&self) -> impl Iterator<Item = Result<(u64, T), StoreError>> + '_ {
         self.tree.scan_prefix([keys::RECORD]).map(|entry| {
             let (_, bytes) = entry.map_err(sled_error)?;
-            decode::<(u64, T)>(&bytes).map(|(_, record)| record)
+            decode::<(u64, T)>(&bytes)
         })
     }
 

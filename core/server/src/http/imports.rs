@@ -218,6 +218,7 @@ fn run(state: &Arc<AppState>, job: &Job, skip_invalid: bool, caller: &Caller) {
         skip_invalid,
         rules: (!rules.is_empty()).then_some(&rules as &dyn transfer::Rules),
     };
+    let ahead = state.store_ahead();
     let result = transfer::import(&*state.store, job.dir.path(), &options, job);
     let mut view = job.view.lock().expect("job lock");
     match result {
@@ -276,6 +277,7 @@ fn run(state: &Arc<AppState>, job: &Job, skip_invalid: bool, caller: &Caller) {
         tracing::error!(error = %e, "writing the audit log");
     }
     state.catch_up();
+    drop(ahead);
 }
 
 /// `GET /api/v1/imports`: the jobs of this process, newest first.

@@ -42,6 +42,9 @@ pub struct AppState {
     pub(crate) flusher: Arc<Flusher>,
     /// Set while the snapshot is rebuilt after a delete.
     rebuilding: Mutex<bool>,
+    /// Imports writing to the store around the snapshot (which catches up
+    /// when they end).
+    importing: AtomicU64,
     pub(crate) jobs: super::imports::Jobs,
     pub(crate) webhooks: Arc<super::webhooks::Webhooks>,
     pub(crate) memberships: super::live::Memberships,
@@ -56,9 +59,19 @@ pub struct AppState {
     applier: Condvar,
 }
 
+/// Held while an import writes to the store (`AppState::store_ahead`).
+pub(crate) struct StoreAhead<'a>(&'a AppState);
+
+impl Drop for StoreAhead<'_> {
+    fn drop(&mut self) {
+        self.0.importing.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A change the snapshot has yet to take in.
 enum Change {
-    Record(Record),
+    /// A customer, product or campaign, with its new revision.
+    Record(Record, u64),
     /// A customer's lines of a kind changed (and those of the customer a
     /// line moved from).
     Lines(EntityKind, String, Option<String>),
@@ -92,6 +105,7 @@ impl AppState {
             failed_sign_ins: std::sync::atomic::AtomicU32::new(super::FAILURES_PER_MINUTE),
             flusher,
             rebuilding: Mutex::new(false),
+            importing: AtomicU64::new(0),
             jobs: Default::default(),
             webhooks,
             memberships: Default::default(),
@@ -206,6 +220,27 @@ impl AppState {
         self.failed_sign_ins.store(n, Ordering::Relaxed);
     }
 
+    /// The snapshot, if it holds everything acknowledged so far: no change
+    /// waits to be applied, no import writes around it, no rebuild after a
+    /// delete is under way. Readers that would otherwise read the store
+    /// (the customer 360) use it then.
+    pub(crate) fn read_current(&self) -> Option<std::sync::RwLockReadGuard<'_, Data>> {
+        let data = self.read();
+        // Changes are taken from `pending` under the write lock: with the
+        // read lock held, every change taken is applied.
+        let current = self.pending.lock().expect("pending lock").is_empty()
+            && self.importing.load(Ordering::Acquire) == 0
+            && !*self.rebuilding.lock().expect("rebuild lock");
+        current.then_some(data)
+    }
+
+    /// Marks the store as ahead of the snapshot until the guard is dropped
+    /// (after the snapshot caught up).
+    pub(crate) fn store_ahead(&self) -> StoreAhead<'_> {
+        self.importing.fetch_add(1, Ordering::AcqRel);
+        StoreAhead(self)
+    }
+
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
         self.data
             .read()
@@ -312,23 +347,23 @@ impl AppState {
         let changes = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
         for change in changes {
             let result = match change {
-                Change::Record(Record::Customer(c)) => {
-                    let row = data.work.snapshot.upsert_customer(&c);
+                Change::Record(Record::Customer(c), revision) => {
+                    let row = data.work.snapshot.upsert_customer_revised(&c, revision);
                     data.search.set(row as usize, &c.name);
                     self.memberships.touched(row);
                     Ok(())
                 }
                 // Scores read the product list: memberships are built anew.
-                Change::Record(Record::Product(p)) => {
+                Change::Record(Record::Product(p), _) => {
                     data.work.snapshot.upsert_product(&p);
                     self.memberships.invalidate();
                     Ok(())
                 }
-                Change::Record(Record::Campaign(c)) => {
+                Change::Record(Record::Campaign(c), _) => {
                     data.work.snapshot.upsert_campaign(&c);
                     Ok(())
                 }
-                Change::Record(_) => Ok(()),
+                Change::Record(..) => Ok(()),
                 Change::Lines(kind, customer, old) => {
                     self.lines_changed();
                     if let Some(row) = data.work.snapshot.customers.find(&customer) {
@@ -870,8 +905,8 @@ fn write_records(
                 .zip(waiters)
                 .map(|((write, result), waiter)| {
                     let expect = write.expect;
-                    if result.is_ok() {
-                        written.push(Change::Record(write.record));
+                    if let Ok(revision) = result {
+                        written.push(Change::Record(write.record, revision));
                     }
                     (waiter, result.map_err(|e| stale(e, expect)))
                 })

@@ -1,5 +1,7 @@
 //! The customer 360 view, analyses, segments and the audit log.
 
+mod memory;
+
 use std::sync::Arc;
 
 use axum::Extension;
@@ -82,7 +84,7 @@ pub(crate) async fn customer_view(
     Extension(caller): Extension<Caller>,
     Path(IdPath { id }): Path<IdPath>,
     Query(query): Query<ViewQuery>,
-) -> Result<Tagged<CustomerView>, Problem> {
+) -> Result<Tagged<MemoryOrStore>, Problem> {
     require(&caller, READERS, "read customers")?;
     let limit = match query.timeline {
         None => 100,
@@ -95,70 +97,71 @@ pub(crate) async fn customer_view(
             .at("timeline"));
         }
     };
+    if let Some((revision, json)) = view_from_memory(&state, &id, limit) {
+        return Ok(Tagged(revision, MemoryOrStore::Memory(json)));
+    }
+    match view_from_store(&state, &id, limit)? {
+        Some((revision, view)) => Ok(Tagged(revision, MemoryOrStore::Store(view))),
+        None => Err(Problem::not_found(format!("no customer '{id}'"))),
+    }
+}
+
+/// The 360 of customer `id` and its revision, from the snapshot alone;
+/// `None` when the snapshot may not hold everything acknowledged (see
+/// `AppState::read_current`) or does not know the customer's revision.
+pub(crate) fn view_from_memory(
+    state: &AppState,
+    id: &str,
+    limit: usize,
+) -> Option<(u64, Box<serde_json::value::RawValue>)> {
+    let data = state.read_current()?;
+    let row = data.work.snapshot.customers.find(id)?;
+    let revision = data.work.snapshot.customers.revision[row as usize];
+    if revision == 0 {
+        return None;
+    }
+    let (metrics, scores, segments) = derived_of(state, &data, row);
+    memory::view_json(&data.work.snapshot, row, limit, metrics, scores, segments)
+        .map(|json| (revision, json))
+}
+
+/// The 360 of customer `id` and its revision, with the record and the
+/// lines read from the store.
+pub(crate) fn view_from_store(
+    state: &AppState,
+    id: &str,
+    limit: usize,
+) -> Result<Option<(u64, CustomerView)>, Problem> {
     let Some((revision, model::Record::Customer(customer))) =
-        state.store.get_revised(model::EntityKind::Customer, &id)?
+        state.store.get_revised(model::EntityKind::Customer, id)?
     else {
-        return Err(Problem::not_found(format!("no customer '{id}'")));
+        return Ok(None);
     };
-    // About a tenth of a millisecond of work: done here rather than handed
-    // to the blocking pool, whose hand-over costs as much.
-    let state2 = Arc::clone(&state);
     let cid = customer.customer_id.clone();
-    let view = (move || -> Result<CustomerView, Problem> {
-        let mut timeline: Vec<TimelineItem> = state2
-            .store
-            .transactions_of(&cid)?
-            .into_iter()
-            .map(TimelineItem::Transaction)
-            .chain(
-                state2
-                    .store
-                    .interactions_of(&cid)?
-                    .into_iter()
-                    .map(TimelineItem::Interaction),
-            )
-            .collect();
-        timeline.sort_by_key(|t| std::cmp::Reverse(t.ts()));
-        let more = timeline.len().saturating_sub(limit) as u64;
-        timeline.truncate(limit);
-        let data = state2.read();
-        let snapshot = &data.work.snapshot;
-        let (metrics, scores, segments) = match snapshot.customers.find(cid.as_str()) {
-            None => (None, Vec::new(), Some(Vec::new())),
-            Some(row) => {
-                // The customer's own metrics now; the R, F and M ranks among
-                // all buyers from the cache the server keeps current.
-                let scope = analysis::Scope {
-                    as_of: None,
-                    customers: Some(vec![row]),
-                };
-                let ctx = analysis::Context::new(snapshot, &scope);
-                let mut metrics = analysis::customer_metrics_of(
-                    &ctx,
-                    row,
-                    analysis::Parts {
-                        scores: false,
-                        interactions: true,
-                    },
-                );
-                let rfm = state2.rfm_scores();
-                if metrics.lines > 0
-                    && let Some(s) = rfm.as_ref().and_then(|all| all.get(row as usize))
-                {
-                    metrics.r = Some(s.r);
-                    metrics.f = Some(s.f);
-                    metrics.m = Some(s.m);
-                    metrics.rfm_segment = Some(analysis::rfm_segment(s.r, s.f));
-                }
-                let metrics = serde_json::to_value(metrics).ok();
-                (
-                    metrics,
-                    scores_of(&data.work, row, rfm),
-                    state2.segments_of(row),
-                )
-            }
-        };
-        Ok(CustomerView {
+    let mut timeline: Vec<TimelineItem> = state
+        .store
+        .transactions_of(&cid)?
+        .into_iter()
+        .map(TimelineItem::Transaction)
+        .chain(
+            state
+                .store
+                .interactions_of(&cid)?
+                .into_iter()
+                .map(TimelineItem::Interaction),
+        )
+        .collect();
+    timeline.sort_by_key(|t| std::cmp::Reverse(t.ts()));
+    let more = timeline.len().saturating_sub(limit) as u64;
+    timeline.truncate(limit);
+    let data = state.read();
+    let (metrics, scores, segments) = match data.work.snapshot.customers.find(cid.as_str()) {
+        None => (None, Vec::new(), Some(Vec::new())),
+        Some(row) => derived_of(state, &data, row),
+    };
+    Ok(Some((
+        revision,
+        CustomerView {
             customer: Revised {
                 revision: Some(revision),
                 record: customer,
@@ -168,9 +171,66 @@ pub(crate) async fn customer_view(
             segments,
             timeline,
             timeline_more: more,
-        })
-    })()?;
-    Ok(Tagged(revision, view))
+        },
+    )))
+}
+
+/// The metrics, scores and segments of the customer at snapshot row `row`.
+fn derived_of(
+    state: &AppState,
+    data: &super::state::Data,
+    row: u32,
+) -> (Option<Value>, Vec<ScoreView>, Option<Vec<String>>) {
+    let snapshot = &data.work.snapshot;
+    // The customer's own metrics now; the R, F and M ranks among all
+    // buyers from the cache the server keeps current.
+    let scope = analysis::Scope {
+        as_of: None,
+        customers: Some(vec![row]),
+    };
+    let ctx = analysis::Context::new(snapshot, &scope);
+    let mut metrics = analysis::customer_metrics_of(
+        &ctx,
+        row,
+        analysis::Parts {
+            scores: false,
+            interactions: true,
+        },
+    );
+    let rfm = state.rfm_scores();
+    if metrics.lines > 0
+        && let Some(s) = rfm.as_ref().and_then(|all| all.get(row as usize))
+    {
+        metrics.r = Some(s.r);
+        metrics.f = Some(s.f);
+        metrics.m = Some(s.m);
+        metrics.rfm_segment = Some(analysis::rfm_segment(s.r, s.f));
+    }
+    let metrics = serde_json::to_value(metrics).ok();
+    (
+        metrics,
+        scores_of(&data.work, row, rfm),
+        state.segments_of(row),
+    )
+}
+
+/// The customer 360 as the store path gives it, or the same document read
+/// from the snapshot alone.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum MemoryOrStore {
+    Memory(Box<serde_json::value::RawValue>),
+    Store(CustomerView),
+}
+
+impl JsonSchema for MemoryOrStore {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        CustomerView::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        CustomerView::json_schema(generator)
+    }
 }
 
 /// The scores of every enabled plugin's models for one customer; a model
