@@ -1070,14 +1070,19 @@ fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
     let (_, page) = api.get("/api/v1/customers?limit=500", Role::Viewer);
     let all = ids(&page, "customer_id");
     assert_eq!(all.len(), 200);
-    // Segment memberships are built in the background: wait, so both
-    // paths see the same.
-    for _ in 0..200 {
-        if api.state.segments_of(0).is_some() {
-            break;
+    // Segment memberships and every customer's scores are worked out in
+    // the background: the 360 from memory reads the scores from there,
+    // the store path calls the plugin.
+    let settled = |api: &Api| {
+        for _ in 0..200 {
+            if api.state.segments_of(0).is_some() && server::http::scores_are_current(&api.state) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        panic!("the scores were not worked out in 10 s");
+    };
+    settled(&api);
     for timeline in [0, 3, 100, 1000] {
         assert_360_agrees(&api, &all, timeline);
     }
@@ -1176,6 +1181,9 @@ fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
     for timeline in [0, 2, 5, 100] {
         assert_360_agrees(&api, &changed, timeline);
     }
+    // Worked out again after the writes.
+    settled(&api);
+    assert_360_agrees(&api, &all, 100);
     // A new customer, then read at once.
     let (status, body, _) = api.write(
         "POST",

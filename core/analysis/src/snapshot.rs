@@ -87,6 +87,13 @@ impl Strings {
             .expect("only whole strings are stored")
     }
 
+    /// String `i` as bytes (no UTF-8 check: for comparing, which orders
+    /// bytes as `str` does).
+    fn bytes_of(&self, i: usize) -> &[u8] {
+        let (start, len) = self.spans[i];
+        &self.bytes[start as usize..start as usize + len as usize]
+    }
+
     pub fn push(&mut self, value: &str) {
         self.spans
             .push((self.bytes.len() as u64, value.len() as u32));
@@ -102,6 +109,11 @@ impl Strings {
 
     pub fn len(&self) -> usize {
         self.spans.len()
+    }
+
+    /// Bytes taken (approximately).
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes.capacity() + self.spans.capacity() * 16
     }
 
     pub fn is_empty(&self) -> bool {
@@ -398,7 +410,7 @@ impl Customers {
     /// The row of the customer with this id.
     pub fn find(&self, id: &str) -> Option<u32> {
         self.by_id
-            .binary_search_by(|&ci| self.ids.get(ci as usize).cmp(id))
+            .binary_search_by(|&ci| self.ids.bytes_of(ci as usize).cmp(id.as_bytes()))
             .ok()
             .map(|p| self.by_id[p])
             .or_else(|| self.recent.get(id).copied())

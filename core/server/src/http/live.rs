@@ -83,6 +83,7 @@ fn run(state: Weak<AppState>) {
         let started = Instant::now();
         // The ranks first: plugin scores read them.
         state.refresh_rfm();
+        state.refresh_scores();
         let m = &state.memberships;
         if m.stale.swap(false, Ordering::AcqRel) {
             m.changed.lock().expect("membership lock").clear();

@@ -15,6 +15,7 @@ mod live;
 mod plugins;
 mod problem;
 mod records;
+mod scores;
 pub mod search;
 mod state;
 mod webhooks;
@@ -184,6 +185,17 @@ pub fn customer_360_both_ways(
         .flatten()
         .map(|(_, view)| serde_json::to_value(view).expect("the view is JSON"));
     (memory, store)
+}
+
+/// Whether every customer's plugin scores are worked out for the snapshot
+/// as it is (the 360 then takes them from there).
+#[doc(hidden)]
+pub fn scores_are_current(state: &AppState) -> bool {
+    let data = state.read();
+    let plugins = data.work.registry.enabled();
+    state
+        .scores
+        .is_current(state.generation(), &state.rfm_scores(), &plugins)
 }
 
 /// Fails unless the caller's role is one of `allowed`.

@@ -265,7 +265,7 @@ pub(crate) async fn install(
     let state2 = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || -> Result<PluginView, Problem> {
         let (_dir, root) = unpack(&body)?;
-        let mut data = state2.data.write().expect("data lock");
+        let mut data = state2.write_data();
         let plugin = data.work.registry.install(&root, None).map_err(problem)?;
         data.work.refresh_plugins();
         state2.segments_changed();
@@ -310,7 +310,7 @@ pub(crate) async fn upgrade(
                 format!("the package is plugin {}, the URL plugin {id}", manifest.id),
             ));
         }
-        let mut data = state2.data.write().expect("data lock");
+        let mut data = state2.write_data();
         let before = data
             .work
             .registry
@@ -344,7 +344,7 @@ pub(crate) async fn enable(
 ) -> Result<Json<PluginView>, Problem> {
     require(&caller, MANAGERS, "enable plugins")?;
     {
-        let mut data = state.data.write().expect("data lock");
+        let mut data = state.write_data();
         data.work.registry.enable(&id).map_err(problem)?;
         data.work.refresh_plugins();
         state.segments_changed();
@@ -361,7 +361,7 @@ pub(crate) async fn disable(
 ) -> Result<Json<PluginView>, Problem> {
     require(&caller, MANAGERS, "disable plugins")?;
     {
-        let mut data = state.data.write().expect("data lock");
+        let mut data = state.write_data();
         data.work
             .registry
             .disable(&id, Some(format!("disabled by {}", caller.name)))
@@ -381,7 +381,7 @@ pub(crate) async fn remove(
 ) -> Result<NoContent, Problem> {
     require(&caller, MANAGERS, "remove plugins")?;
     {
-        let mut data = state.data.write().expect("data lock");
+        let mut data = state.write_data();
         data.work.registry.remove(&id).map_err(problem)?;
         data.work.refresh_plugins();
         state.segments_changed();

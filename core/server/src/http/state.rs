@@ -55,6 +55,10 @@ pub struct AppState {
     rfm: Mutex<Option<(u64, Arc<Vec<analysis::Scores>>)>>,
     /// Changes written to the store and not yet to the snapshot.
     pending: Arc<Mutex<Vec<Change>>>,
+    /// Grows whenever the snapshot may change (under its write lock).
+    generation: AtomicU64,
+    /// Every customer's plugin scores, worked out ahead.
+    pub(crate) scores: super::scores::Scores,
     /// Wakes the applier thread.
     applier: Condvar,
 }
@@ -112,6 +116,8 @@ impl AppState {
             lines_generation: AtomicU64::new(0),
             rfm: Mutex::new(None),
             pending,
+            generation: AtomicU64::new(0),
+            scores: Default::default(),
             applier: Condvar::new(),
         });
         AppState::start_applier(&state);
@@ -247,10 +253,41 @@ impl AppState {
             .expect("a request panicked holding the data lock")
     }
 
-    fn write_data(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
-        self.data
+    /// The snapshot to change (its generation grows).
+    pub(crate) fn write_data(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
+        let data = self
+            .data
             .write()
-            .expect("a request panicked holding the data lock")
+            .expect("a request panicked holding the data lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        data
+    }
+
+    /// The snapshot's generation: read under its read lock, it stays the
+    /// same while the lock is held.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Works every customer's plugin scores out again if the snapshot, the
+    /// R, F and M ranks or the plugins changed since.
+    pub(crate) fn refresh_scores(&self) {
+        let rfm = self.rfm_scores();
+        let plugins = self.registry.enabled();
+        let data = self.read();
+        let generation = self.generation();
+        if self.scores.is_current(generation, &rfm, &plugins) {
+            return;
+        }
+        let started = Instant::now();
+        self.scores
+            .work_out(&data.work.snapshot, generation, &self.registry, rfm);
+        tracing::info!(
+            customers = data.work.snapshot.customers.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            mib = self.scores.memory_bytes() as f64 / (1 << 20) as f64,
+            "plugin scores worked out"
+        );
     }
 
     /// Writes one record, brings the snapshot along, and returns once the
@@ -345,6 +382,9 @@ impl AppState {
     /// in the order they were written.
     fn apply_pending(&self, data: &mut Data) {
         let changes = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        if !changes.is_empty() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         for change in changes {
             let result = match change {
                 Change::Record(Record::Customer(c), revision) => {

@@ -120,7 +120,7 @@ pub(crate) fn view_from_memory(
     if revision == 0 {
         return None;
     }
-    let (metrics, scores, segments) = derived_of(state, &data, row);
+    let (metrics, scores, segments) = derived_of(state, &data, row, true);
     memory::view_json(&data.work.snapshot, row, limit, metrics, scores, segments)
         .map(|json| (revision, json))
 }
@@ -157,7 +157,7 @@ pub(crate) fn view_from_store(
     let data = state.read();
     let (metrics, scores, segments) = match data.work.snapshot.customers.find(cid.as_str()) {
         None => (None, Vec::new(), Some(Vec::new())),
-        Some(row) => derived_of(state, &data, row),
+        Some(row) => derived_of(state, &data, row, false),
     };
     Ok(Some((
         revision,
@@ -175,11 +175,13 @@ pub(crate) fn view_from_store(
     )))
 }
 
-/// The metrics, scores and segments of the customer at snapshot row `row`.
+/// The metrics, scores and segments of the customer at snapshot row `row`;
+/// the scores from those worked out ahead if `ahead` and they are current.
 fn derived_of(
     state: &AppState,
     data: &super::state::Data,
     row: u32,
+    ahead: bool,
 ) -> (Option<Value>, Vec<ScoreView>, Option<Vec<String>>) {
     let snapshot = &data.work.snapshot;
     // The customer's own metrics now; the R, F and M ranks among all
@@ -207,11 +209,14 @@ fn derived_of(
         metrics.rfm_segment = Some(analysis::rfm_segment(s.r, s.f));
     }
     let metrics = serde_json::to_value(metrics).ok();
-    (
-        metrics,
-        scores_of(&data.work, row, rfm),
-        state.segments_of(row),
-    )
+    let scores = ahead
+        .then(|| {
+            let plugins = data.work.registry.enabled();
+            state.scores.of(row, state.generation(), &rfm, &plugins)
+        })
+        .flatten()
+        .unwrap_or_else(|| scores_of(&data.work, row, rfm));
+    (metrics, scores, state.segments_of(row))
 }
 
 /// The customer 360 as the store path gives it, or the same document read

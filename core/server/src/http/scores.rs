@@ -1,0 +1,208 @@
+//! Every customer's plugin scores, worked out ahead for the customer 360.
+//!
+//! A score is a call into a plugin, and a fresh instance for each: worked
+//! out one customer at a time per request it costs more than the rest of
+//! the 360. The server works out every customer's scores in batches in the
+//! background (`Memberships`' thread, after the R, F and M ranks they
+//! read) and keeps them with what they were worked out from: the snapshot's
+//! generation (which grows with every change to it), the R, F and M ranks
+//! and the enabled plugins. A 360 takes them from here only when all three
+//! are still the same; otherwise it calls the plugins itself, as before.
+
+use std::sync::{Arc, RwLock};
+
+use analysis::snapshot::{Dict, Snapshot, Strings};
+use plugin_host::{LoadedPlugin, Registry};
+
+use super::work::{ReasonView, ScoreView};
+
+/// The scores of one model for every customer, as columns.
+struct ModelScores {
+    plugin: String,
+    model: String,
+    value: Vec<f64>,
+    /// Code in `bands`; `NONE` where the model declined the customer.
+    band: Vec<u32>,
+    bands: Dict,
+    /// Customer `row`'s reasons are `reason_start[row]..reason_start[row + 1]`.
+    reason_start: Vec<u32>,
+    reason_feature: Vec<u32>,
+    features: Dict,
+    reason_weight: Vec<f64>,
+    reason_detail: Strings,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Every customer's scores, and what they were worked out from.
+pub(crate) struct Sheet {
+    generation: u64,
+    rfm: Option<Arc<Vec<analysis::Scores>>>,
+    plugins: Vec<Arc<LoadedPlugin>>,
+    models: Vec<ModelScores>,
+}
+
+#[derive(Default)]
+pub(crate) struct Scores {
+    sheet: RwLock<Option<Arc<Sheet>>>,
+}
+
+fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+fn same_rfm(
+    a: &Option<Arc<Vec<analysis::Scores>>>,
+    b: &Option<Arc<Vec<analysis::Scores>>>,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl Scores {
+    /// Customer `row`'s scores, if the sheet was worked out from this
+    /// generation of the snapshot, these ranks and these plugins.
+    pub(crate) fn of(
+        &self,
+        row: u32,
+        generation: u64,
+        rfm: &Option<Arc<Vec<analysis::Scores>>>,
+        plugins: &[Arc<LoadedPlugin>],
+    ) -> Option<Vec<ScoreView>> {
+        let sheet = self.sheet.read().expect("scores lock").clone()?;
+        if sheet.generation != generation
+            || !same_rfm(&sheet.rfm, rfm)
+            || !same(&sheet.plugins, plugins)
+        {
+            return None;
+        }
+        let i = row as usize;
+        let mut out = Vec::new();
+        for m in &sheet.models {
+            let band = *m.band.get(i)?;
+            if band == NONE {
+                continue;
+            }
+            let reasons = m.reason_start[i] as usize..m.reason_start[i + 1] as usize;
+            out.push(ScoreView {
+                plugin: m.plugin.clone(),
+                model: m.model.clone(),
+                value: m.value[i],
+                band: m.bands.get(band).to_owned(),
+                reasons: reasons
+                    .map(|r| ReasonView {
+                        feature: m.features.get(m.reason_feature[r]).to_owned(),
+                        weight: m.reason_weight[r],
+                        detail: m.reason_detail.get(r).to_owned(),
+                    })
+                    .collect(),
+            });
+        }
+        Some(out)
+    }
+
+    /// Whether the sheet is current for this generation, ranks and plugins.
+    pub(crate) fn is_current(
+        &self,
+        generation: u64,
+        rfm: &Option<Arc<Vec<analysis::Scores>>>,
+        plugins: &[Arc<LoadedPlugin>],
+    ) -> bool {
+        self.sheet
+            .read()
+            .expect("scores lock")
+            .as_ref()
+            .is_some_and(|s| {
+                s.generation == generation && same_rfm(&s.rfm, rfm) && same(&s.plugins, plugins)
+            })
+    }
+
+    /// Works every customer's scores out (on both cores, in the plugins'
+    /// batches) and keeps them. A model whose call fails is left out of
+    /// the sheet altogether: the 360 then calls the plugins itself.
+    pub(crate) fn work_out(
+        &self,
+        snapshot: &Snapshot,
+        generation: u64,
+        registry: &Registry,
+        rfm: Option<Arc<Vec<analysis::Scores>>>,
+    ) {
+        let plugins = registry.enabled();
+        let views = crate::plugins::Views::with_rfm(snapshot, rfm.clone());
+        let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
+        let mut models = Vec::new();
+        for plugin in &plugins {
+            for model in &plugin.manifest.hooks.scores {
+                let results = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
+                    registry
+                        .counted(plugin, |p| p.score(model, batch))
+                        .map(|(results, _log)| results)
+                });
+                let Ok(results) = results else {
+                    // Left to the 360's own calls, which count the failure.
+                    *self.sheet.write().expect("scores lock") = None;
+                    return;
+                };
+                let mut m = ModelScores {
+                    plugin: plugin.manifest.id.clone(),
+                    model: model.clone(),
+                    value: Vec::with_capacity(rows.len()),
+                    band: Vec::with_capacity(rows.len()),
+                    bands: Dict::default(),
+                    reason_start: Vec::with_capacity(rows.len() + 1),
+                    reason_feature: Vec::new(),
+                    features: Dict::default(),
+                    reason_weight: Vec::new(),
+                    reason_detail: Strings::default(),
+                };
+                m.reason_start.push(0);
+                for result in results {
+                    match result {
+                        Ok(score) => {
+                            m.value.push(score.value);
+                            m.band.push(m.bands.code(&score.band));
+                            for r in score.reasons {
+                                m.reason_feature.push(m.features.code(&r.feature));
+                                m.reason_weight.push(r.weight);
+                                m.reason_detail.push(&r.detail);
+                            }
+                        }
+                        Err(_) => {
+                            m.value.push(0.0);
+                            m.band.push(NONE);
+                        }
+                    }
+                    m.reason_start.push(m.reason_feature.len() as u32);
+                }
+                models.push(m);
+            }
+        }
+        *self.sheet.write().expect("scores lock") = Some(Arc::new(Sheet {
+            generation,
+            rfm,
+            plugins,
+            models,
+        }));
+    }
+
+    /// Bytes the sheet takes (approximately), for the log.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let sheet = self.sheet.read().expect("scores lock");
+        sheet.as_ref().map_or(0, |s| {
+            s.models
+                .iter()
+                .map(|m| {
+                    m.value.capacity() * 8
+                        + m.band.capacity() * 4
+                        + m.reason_start.capacity() * 4
+                        + m.reason_feature.capacity() * 4
+                        + m.reason_weight.capacity() * 8
+                        + m.reason_detail.memory_bytes()
+                })
+                .sum()
+        })
+    }
+}
