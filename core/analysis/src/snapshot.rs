@@ -385,12 +385,25 @@ pub struct Customers {
     pub revision: Vec<u64>,
     /// Customer rows in id order (but those in `recent`).
     pub(crate) by_id: Vec<u32>,
+    /// The first 8 bytes of each id of `by_id`, as a number (in the same
+    /// order): a lookup searches these contiguous numbers, and compares
+    /// whole ids only where they are equal. Worked out again after a merge.
+    pub(crate) by_id_key: std::sync::OnceLock<Vec<u64>>,
     /// Rows added since `by_id` was last merged, by id: adding a customer
     /// does not move the rows of all the others.
     pub(crate) recent: std::collections::BTreeMap<String, u32>,
     /// Position of each row in id order (ties between customers are broken
     /// by id); worked out again after customers are added.
     pub(crate) rank: std::sync::OnceLock<Vec<u32>>,
+}
+
+/// The first 8 bytes of `id` as a big-endian number (zeros after a shorter
+/// id): numbers in the order of the ids, as ids hold no zero byte.
+fn id_key(id: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 /// Customers added before `recent` is merged into `by_id`: at least this
@@ -409,10 +422,20 @@ impl Customers {
 
     /// The row of the customer with this id.
     pub fn find(&self, id: &str) -> Option<u32> {
-        self.by_id
-            .binary_search_by(|&ci| self.ids.bytes_of(ci as usize).cmp(id.as_bytes()))
-            .ok()
-            .map(|p| self.by_id[p])
+        let keys = self.by_id_key.get_or_init(|| {
+            self.by_id
+                .iter()
+                .map(|&ci| id_key(self.ids.bytes_of(ci as usize)))
+                .collect()
+        });
+        let key = id_key(id.as_bytes());
+        let first = keys.partition_point(|&k| k < key);
+        keys[first..]
+            .iter()
+            .take_while(|&&k| k == key)
+            .zip(&self.by_id[first..])
+            .find(|&(_, &ci)| self.ids.bytes_of(ci as usize) == id.as_bytes())
+            .map(|(_, &ci)| ci)
             .or_else(|| self.recent.get(id).copied())
     }
 
@@ -498,6 +521,7 @@ impl Customers {
     pub(crate) fn merge_recent(&mut self) {
         if !self.recent.is_empty() {
             self.by_id = self.in_id_order();
+            self.by_id_key = std::sync::OnceLock::new();
             self.recent.clear();
         }
     }
@@ -831,7 +855,7 @@ impl Snapshot {
             * (c.birth.capacity() + c.region.capacity() + c.city.capacity() + c.joined.capacity());
         total +=
             4 * (c.tier.capacity() + c.by_id.capacity() + c.rank.get().map_or(0, Vec::capacity));
-        total += 8 * c.revision.capacity();
+        total += 8 * (c.revision.capacity() + c.by_id_key.get().map_or(0, Vec::capacity));
         total += strings(&self.dicts.txn_ids.other) + strings(&self.dicts.interaction_ids.other);
         total += c.recent.len() * 48;
         for column in self.txns.main.columns() {
@@ -880,6 +904,7 @@ impl Builder {
         c.tier.push(d.tier.code(&customer.tier));
         c.revision.push(revision);
         c.by_id.push(ci);
+        c.by_id_key = std::sync::OnceLock::new();
     }
 
     pub fn product(&mut self, product: &Product) {
