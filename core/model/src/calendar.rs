@@ -215,8 +215,35 @@ fn civil_from_days(days: i32) -> (i32, u32, u32) {
     (year, month, day)
 }
 
+/// Writes `value` as `out.len()` decimal digits (zero-padded).
+fn put_digits(out: &mut [u8], mut value: u32) {
+    for byte in out.iter_mut().rev() {
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// `YYYY-MM-DD` for the years 0 to 9999 (the text JSON and CSV carry, made
+/// without the formatting machinery: the customer 360 writes hundreds).
+fn ymd_text(date: Date, out: &mut [u8; 10]) -> bool {
+    let (y, m, d) = date.ymd();
+    if !(0..=9999).contains(&y) {
+        return false;
+    }
+    put_digits(&mut out[0..4], y as u32);
+    out[4] = b'-';
+    put_digits(&mut out[5..7], m);
+    out[7] = b'-';
+    put_digits(&mut out[8..10], d);
+    true
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = [0u8; 10];
+        if ymd_text(*self, &mut text) {
+            return f.write_str(std::str::from_utf8(&text).expect("ASCII digits"));
+        }
         let (y, m, d) = self.ymd();
         write!(f, "{y:04}-{m:02}-{d:02}")
     }
@@ -225,6 +252,15 @@ impl fmt::Display for Date {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.second_of_day();
+        let mut text = *b"YYYY-MM-DDT00:00:00Z";
+        let mut day = [0u8; 10];
+        if ymd_text(self.date(), &mut day) {
+            text[..10].copy_from_slice(&day);
+            put_digits(&mut text[11..13], s / 3600);
+            put_digits(&mut text[14..16], s / 60 % 60);
+            put_digits(&mut text[17..19], s % 60);
+            return f.write_str(std::str::from_utf8(&text).expect("ASCII digits"));
+        }
         write!(
             f,
             "{}T{:02}:{:02}:{:02}Z",

@@ -106,3 +106,25 @@ proptest! {
         prop_assert_eq!(Timestamp::parse(&ts.to_string()).unwrap(), ts);
     }
 }
+
+#[test]
+fn text_forms_are_the_formatted_ones_for_every_year() {
+    // The text is written digit by digit for the years 0 to 9999 and
+    // formatted outside them: both must give what formatting gives.
+    for days in (-800_000..3_000_000).step_by(997) {
+        let date = Date::from_days(days);
+        let (y, m, d) = date.ymd();
+        assert_eq!(date.to_string(), format!("{y:04}-{m:02}-{d:02}"));
+        let ts = Timestamp::from_seconds(days as i64 * 86_400 + (days.rem_euclid(86_400)) as i64);
+        let s = ts.second_of_day();
+        assert_eq!(
+            ts.to_string(),
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            )
+        );
+    }
+}

@@ -157,7 +157,10 @@ pub(crate) fn view_from_store(
     let data = state.read();
     let (metrics, scores, segments) = match data.work.snapshot.customers.find(cid.as_str()) {
         None => (None, Vec::new(), Some(Vec::new())),
-        Some(row) => derived_of(state, &data, row, false),
+        Some(row) => {
+            let (metrics, scores, segments) = derived_of(state, &data, row, false);
+            (serde_json::to_value(metrics).ok(), scores, segments)
+        }
     };
     Ok(Some((
         revision,
@@ -182,7 +185,7 @@ fn derived_of(
     data: &super::state::Data,
     row: u32,
     ahead: bool,
-) -> (Option<Value>, Vec<ScoreView>, Option<Vec<String>>) {
+) -> (analysis::Metrics, Vec<ScoreView>, Option<Vec<String>>) {
     let snapshot = &data.work.snapshot;
     // The customer's own metrics now; the R, F and M ranks among all
     // buyers from the cache the server keeps current.
@@ -208,7 +211,6 @@ fn derived_of(
         metrics.m = Some(s.m);
         metrics.rfm_segment = Some(analysis::rfm_segment(s.r, s.f));
     }
-    let metrics = serde_json::to_value(metrics).ok();
     let scores = ahead
         .then(|| {
             let plugins = data.work.registry.enabled();

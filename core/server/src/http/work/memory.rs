@@ -10,7 +10,6 @@ use model::{
     Topic,
 };
 use serde::Serialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::ScoreView;
@@ -19,7 +18,7 @@ use super::ScoreView;
 #[derive(Serialize)]
 struct View<'a> {
     customer: CustomerRow<'a>,
-    metrics: Option<Value>,
+    metrics: analysis::Metrics,
     scores: Vec<ScoreView>,
     segments: Option<Vec<String>>,
     timeline: Vec<Item<'a>>,
@@ -88,7 +87,7 @@ pub(super) fn view_json(
     s: &Snapshot,
     row: u32,
     limit: usize,
-    metrics: Option<Value>,
+    metrics: analysis::Metrics,
     scores: Vec<ScoreView>,
     segments: Option<Vec<String>>,
 ) -> Option<Box<RawValue>> {
