@@ -430,12 +430,13 @@ impl Customers {
         });
         let key = id_key(id.as_bytes());
         let first = keys.partition_point(|&k| k < key);
-        keys[first..]
-            .iter()
-            .take_while(|&&k| k == key)
-            .zip(&self.by_id[first..])
-            .find(|&(_, &ci)| self.ids.bytes_of(ci as usize) == id.as_bytes())
-            .map(|(_, &ci)| ci)
+        let end = first + keys[first..].partition_point(|&k| k == key);
+        // Ids sharing their first 8 bytes (many may: `W17638…`) are
+        // searched by whole id.
+        let same = &self.by_id[first..end];
+        same.binary_search_by(|&ci| self.ids.bytes_of(ci as usize).cmp(id.as_bytes()))
+            .ok()
+            .map(|p| same[p])
             .or_else(|| self.recent.get(id).copied())
     }
 

@@ -946,3 +946,46 @@ fn customers_added_one_by_one_are_found_and_ranked_as_if_built_together() {
         snapshot.customers.find("K04242")
     );
 }
+
+#[test]
+fn ids_sharing_their_first_bytes_are_found_by_whole_id() {
+    // Ids are searched by their first 8 bytes first: ids that share them
+    // (a stamp), shorter ids and prefixes of others must all be found.
+    let mut ids: Vec<String> = (0..3_000u32)
+        .map(|i| format!("W17638000-{}-{}", i % 7, i))
+        .collect();
+    ids.extend(["C1", "C10", "C2", "W", "W1763800", "W17638000", "Z"].map(String::from));
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut built = Builder::new();
+    for id in &sorted[..1_000] {
+        built.customer(&customer(id, "F", None, "North", "2024-01-01", "gold"));
+    }
+    let mut snapshot = built.lines().finish();
+    for id in &sorted[1_000..] {
+        snapshot.upsert_customer(&customer(id, "F", None, "North", "2024-01-01", "gold"));
+    }
+    for round in 0..2 {
+        for id in &ids {
+            let row = snapshot.customers.find(id);
+            assert_eq!(
+                row.map(|r| snapshot.customers.id(r)),
+                Some(id.as_str()),
+                "round {round}"
+            );
+        }
+        for missing in [
+            "",
+            "C",
+            "C3",
+            "W17638000-1",
+            "W17638000-9-9",
+            "W176380",
+            "ZZ",
+        ] {
+            assert_eq!(snapshot.customers.find(missing), None, "{missing}");
+        }
+        // Everything merged into the id order.
+        snapshot.compact();
+    }
+}
