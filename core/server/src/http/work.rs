@@ -101,7 +101,7 @@ pub(crate) async fn customer_view(
         return Ok(Tagged(revision, MemoryOrStore::Memory(json)));
     }
     match view_from_store(&state, &id, limit)? {
-        Some((revision, view)) => Ok(Tagged(revision, MemoryOrStore::Store(view))),
+        Some((revision, view)) => Ok(Tagged(revision, MemoryOrStore::Store(Box::new(view)))),
         None => Err(Problem::not_found(format!("no customer '{id}'"))),
     }
 }
@@ -227,7 +227,7 @@ fn derived_of(
 #[serde(untagged)]
 pub(crate) enum MemoryOrStore {
     Memory(Box<serde_json::value::RawValue>),
-    Store(CustomerView),
+    Store(Box<CustomerView>),
 }
 
 impl JsonSchema for MemoryOrStore {
