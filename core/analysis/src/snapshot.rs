@@ -185,14 +185,18 @@ impl LineIds {
             out.push_str(self.other.get((code & !OTHER_ID) as usize));
             return;
         }
-        let value = code & ((1 << ID_VALUE_BITS) - 1);
+        let mut value = code & ((1 << ID_VALUE_BITS) - 1);
         let width = ((code >> ID_VALUE_BITS) & ((1 << ID_WIDTH_BITS) - 1)) as usize;
         out.push_str(
             self.prefixes
                 .get((code >> (ID_VALUE_BITS + ID_WIDTH_BITS)) as u32),
         );
-        use std::fmt::Write as _;
-        let _ = write!(out, "{value:0width$}");
+        let mut digits = [b'0'; ID_DIGITS];
+        for digit in digits[..width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits[..width]).expect("ASCII digits"));
     }
 
     /// The id of `code`.
@@ -385,10 +389,11 @@ pub struct Customers {
     pub revision: Vec<u64>,
     /// Customer rows in id order (but those in `recent`).
     pub(crate) by_id: Vec<u32>,
-    /// The first 8 bytes of each id of `by_id`, as a number (in the same
-    /// order): a lookup searches these contiguous numbers, and compares
-    /// whole ids only where they are equal. Worked out again after a merge.
-    pub(crate) by_id_key: std::sync::OnceLock<Vec<u64>>,
+    /// The rows of `by_id` in a hash table by id (open addressing, row + 1
+    /// per slot, 0 for none): a lookup reads a slot or two and the id, where
+    /// a binary search over a million ids misses the cache at every step.
+    /// Worked out again after a merge.
+    pub(crate) by_hash: std::sync::OnceLock<Vec<u32>>,
     /// Rows added since `by_id` was last merged, by id: adding a customer
     /// does not move the rows of all the others.
     pub(crate) recent: std::collections::BTreeMap<String, u32>,
@@ -397,13 +402,16 @@ pub struct Customers {
     pub(crate) rank: std::sync::OnceLock<Vec<u32>>,
 }
 
-/// The first 8 bytes of `id` as a big-endian number (zeros after a shorter
-/// id): numbers in the order of the ids, as ids hold no zero byte.
-fn id_key(id: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = id.len().min(8);
-    bytes[..n].copy_from_slice(&id[..n]);
-    u64::from_be_bytes(bytes)
+/// The slot where the search for `id` starts in a table of `mask + 1`
+/// slots: FxHash over the id's 8-byte words, its high bits.
+fn id_slot(id: &[u8], mask: usize) -> usize {
+    let mut h = 0u64;
+    for word in id.chunks(8) {
+        let mut bytes = [0u8; 8];
+        bytes[..word.len()].copy_from_slice(word);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(bytes)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    (h >> 32) as usize & mask
 }
 
 /// Customers added before `recent` is merged into `by_id`: at least this
@@ -422,22 +430,29 @@ impl Customers {
 
     /// The row of the customer with this id.
     pub fn find(&self, id: &str) -> Option<u32> {
-        let keys = self.by_id_key.get_or_init(|| {
-            self.by_id
-                .iter()
-                .map(|&ci| id_key(self.ids.bytes_of(ci as usize)))
-                .collect()
+        let table = self.by_hash.get_or_init(|| {
+            let mut table = vec![0u32; (self.by_id.len() * 2).next_power_of_two().max(16)];
+            let mask = table.len() - 1;
+            for &ci in &self.by_id {
+                let mut slot = id_slot(self.ids.bytes_of(ci as usize), mask);
+                while table[slot] != 0 {
+                    slot = (slot + 1) & mask;
+                }
+                table[slot] = ci + 1;
+            }
+            table
         });
-        let key = id_key(id.as_bytes());
-        let first = keys.partition_point(|&k| k < key);
-        let end = first + keys[first..].partition_point(|&k| k == key);
-        // Ids sharing their first 8 bytes (many may: `W17638…`) are
-        // searched by whole id.
-        let same = &self.by_id[first..end];
-        same.binary_search_by(|&ci| self.ids.bytes_of(ci as usize).cmp(id.as_bytes()))
-            .ok()
-            .map(|p| same[p])
-            .or_else(|| self.recent.get(id).copied())
+        let mask = table.len() - 1;
+        let mut slot = id_slot(id.as_bytes(), mask);
+        loop {
+            match table[slot] {
+                0 => return self.recent.get(id).copied(),
+                row if self.ids.bytes_of(row as usize - 1) == id.as_bytes() => {
+                    return Some(row - 1);
+                }
+                _ => slot = (slot + 1) & mask,
+            }
+        }
     }
 
     /// Each row's position in id order.
@@ -522,7 +537,7 @@ impl Customers {
     pub(crate) fn merge_recent(&mut self) {
         if !self.recent.is_empty() {
             self.by_id = self.in_id_order();
-            self.by_id_key = std::sync::OnceLock::new();
+            self.by_hash = std::sync::OnceLock::new();
             self.recent.clear();
         }
     }
@@ -856,7 +871,7 @@ impl Snapshot {
             * (c.birth.capacity() + c.region.capacity() + c.city.capacity() + c.joined.capacity());
         total +=
             4 * (c.tier.capacity() + c.by_id.capacity() + c.rank.get().map_or(0, Vec::capacity));
-        total += 8 * (c.revision.capacity() + c.by_id_key.get().map_or(0, Vec::capacity));
+        total += 8 * (c.revision.capacity() + c.by_hash.get().map_or(0, |t| t.capacity() / 2));
         total += strings(&self.dicts.txn_ids.other) + strings(&self.dicts.interaction_ids.other);
         total += c.recent.len() * 48;
         for column in self.txns.main.columns() {
@@ -905,7 +920,7 @@ impl Builder {
         c.tier.push(d.tier.code(&customer.tier));
         c.revision.push(revision);
         c.by_id.push(ci);
-        c.by_id_key = std::sync::OnceLock::new();
+        c.by_hash = std::sync::OnceLock::new();
     }
 
     pub fn product(&mut self, product: &Product) {

@@ -948,9 +948,9 @@ fn customers_added_one_by_one_are_found_and_ranked_as_if_built_together() {
 }
 
 #[test]
-fn ids_sharing_their_first_bytes_are_found_by_whole_id() {
-    // Ids are searched by their first 8 bytes first: ids that share them
-    // (a stamp), shorter ids and prefixes of others must all be found.
+fn ids_sharing_long_prefixes_are_found() {
+    // Ids that share a long prefix (a stamp), shorter ids and prefixes of
+    // others must all be found, before and after they are merged.
     let mut ids: Vec<String> = (0..3_000u32)
         .map(|i| format!("W17638000-{}-{}", i % 7, i))
         .collect();
@@ -987,5 +987,32 @@ fn ids_sharing_their_first_bytes_are_found_by_whole_id() {
         }
         // Everything merged into the id order.
         snapshot.compact();
+    }
+}
+
+#[test]
+fn line_ids_come_back_exactly_as_given() {
+    let mut ids = crate::snapshot::LineIds::default();
+    let mut given: Vec<String> = [
+        "T0001197303",
+        "T1",
+        "T01",
+        "0000000000000",
+        "9999999999999",
+        "12345678901234",
+        "X9999999999999999",
+        "odd-line",
+        "survey/7",
+        "é7",
+        "T-000042",
+        "T-42",
+    ]
+    .map(String::from)
+    .to_vec();
+    // More prefixes than codes can name: the rest are kept whole.
+    given.extend((0..17_000).map(|i| format!("p{i}x{}", i % 100)));
+    let codes: Vec<u64> = given.iter().map(|id| ids.code(id)).collect();
+    for (id, &code) in given.iter().zip(&codes) {
+        assert_eq!(&ids.get(code), id);
     }
 }

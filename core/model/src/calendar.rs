@@ -249,18 +249,31 @@ impl fmt::Display for Date {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for the years 0 to 9999.
+fn timestamp_text(ts: Timestamp, text: &mut [u8; 20]) -> bool {
+    let mut day = [0u8; 10];
+    if !ymd_text(ts.date(), &mut day) {
+        return false;
+    }
+    let s = ts.second_of_day();
+    text[..10].copy_from_slice(&day);
+    text[10] = b'T';
+    put_digits(&mut text[11..13], s / 3600);
+    text[13] = b':';
+    put_digits(&mut text[14..16], s / 60 % 60);
+    text[16] = b':';
+    put_digits(&mut text[17..19], s % 60);
+    text[19] = b'Z';
+    true
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.second_of_day();
-        let mut text = *b"YYYY-MM-DDT00:00:00Z";
-        let mut day = [0u8; 10];
-        if ymd_text(self.date(), &mut day) {
-            text[..10].copy_from_slice(&day);
-            put_digits(&mut text[11..13], s / 3600);
-            put_digits(&mut text[14..16], s / 60 % 60);
-            put_digits(&mut text[17..19], s % 60);
+        let mut text = [0u8; 20];
+        if timestamp_text(*self, &mut text) {
             return f.write_str(std::str::from_utf8(&text).expect("ASCII digits"));
         }
+        let s = self.second_of_day();
         write!(
             f,
             "{}T{:02}:{:02}:{:02}Z",
@@ -276,7 +289,10 @@ impl fmt::Display for Timestamp {
 // (the store) carry the integer.
 impl Serialize for Date {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
+        let mut text = [0u8; 10];
+        if serializer.is_human_readable() && ymd_text(*self, &mut text) {
+            serializer.serialize_str(std::str::from_utf8(&text).expect("ASCII digits"))
+        } else if serializer.is_human_readable() {
             serializer.collect_str(self)
         } else {
             serializer.serialize_i32(self.0)
@@ -297,7 +313,10 @@ impl<'de> Deserialize<'de> for Date {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
+        let mut text = [0u8; 20];
+        if serializer.is_human_readable() && timestamp_text(*self, &mut text) {
+            serializer.serialize_str(std::str::from_utf8(&text).expect("ASCII digits"))
+        } else if serializer.is_human_readable() {
             serializer.collect_str(self)
         } else {
             serializer.serialize_i64(self.0)

@@ -231,7 +231,7 @@ pub(crate) fn load_component(
             wasm.len()
         )));
     }
-    let sha = hex(&Sha256::digest(wasm));
+    let sha = hex::encode(Sha256::digest(wasm));
     let mut engine_hash = Sha256::new();
     std::hash::Hash::hash(
         &rt.engine.precompile_compatibility_hash(),
@@ -239,7 +239,7 @@ pub(crate) fn load_component(
     );
     let artifact = cache.join(format!(
         "{sha}-{}.cwasm",
-        &hex(&engine_hash.finalize())[..16]
+        &hex::encode(engine_hash.finalize())[..16]
     ));
     if artifact.exists() {
         // SAFETY: see above: the file is our own compilation of these bytes.
@@ -272,10 +272,6 @@ impl std::hash::Hasher for HashWriter<'_> {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An installed plugin version, compiled and ready to instantiate.

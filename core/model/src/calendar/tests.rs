@@ -115,6 +115,10 @@ fn text_forms_are_the_formatted_ones_for_every_year() {
         let date = Date::from_days(days);
         let (y, m, d) = date.ymd();
         assert_eq!(date.to_string(), format!("{y:04}-{m:02}-{d:02}"));
+        assert_eq!(
+            serde_json::to_string(&date).unwrap(),
+            format!("\"{y:04}-{m:02}-{d:02}\"")
+        );
         let ts = Timestamp::from_seconds(days as i64 * 86_400 + (days.rem_euclid(86_400)) as i64);
         let s = ts.second_of_day();
         assert_eq!(
@@ -126,5 +130,6 @@ fn text_forms_are_the_formatted_ones_for_every_year() {
                 s % 60
             )
         );
+        assert_eq!(serde_json::to_string(&ts).unwrap(), format!("\"{ts}\""));
     }
 }

@@ -40,7 +40,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Transaction};
 use store::Store;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 
 pub use problem::Problem;
 pub use state::AppState;
@@ -71,6 +73,36 @@ impl Metrics {
         let e = by_status.entry(status).or_default();
         e.0 += 1;
         e.1 += seconds;
+    }
+}
+
+/// Request ids: a random prefix drawn when the server starts and a
+/// sequence number (`9f3c51e2a07b4d18-000000000042`), unique across
+/// restarts without a call for random bytes per request.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        use std::hash::BuildHasher;
+        // std's hasher keys are drawn from the system's random source.
+        let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+        RequestIds {
+            prefix: format!("{random:016x}").into(),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:012}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -179,7 +211,7 @@ pub fn customer_360_both_ways(
     timeline: usize,
 ) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
     let memory = work::view_from_memory(state, id, timeline)
-        .map(|(_, json)| serde_json::from_str(json.get()).expect("the view is JSON"));
+        .map(|(_, json)| serde_json::from_slice(&json).expect("the view is JSON"));
     let store = work::view_from_store(state, id, timeline)
         .ok()
         .flatten()
@@ -218,19 +250,16 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+        .cloned();
+    let id = request.headers().get("x-request-id").cloned();
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let response = next.run(request).await;
     state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    state.metrics.record(&route, status, seconds);
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    state.metrics.record(route, status, seconds);
+    let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
     tracing::info!(request_id = %id, %method, route = %route, status, ms = seconds * 1000.0, "request");
     response
 }
@@ -725,7 +754,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(imports::MAX_UPLOAD))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .with_state(state)
 }
 

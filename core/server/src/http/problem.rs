@@ -282,6 +282,24 @@ impl<T: Serialize> IntoResponse for Tagged<T> {
     }
 }
 
+/// A JSON body serialized already (documented as `T`), with the record's
+/// revision as ETag.
+pub(crate) struct TaggedJson<T>(pub u64, pub Vec<u8>, pub std::marker::PhantomData<T>);
+
+impl<T> IntoResponse for TaggedJson<T> {
+    fn into_response(self) -> Response {
+        let response = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.1,
+        )
+            .into_response();
+        with_etag(response, self.0)
+    }
+}
+
 /// 201 Created: the new record's place and revision.
 pub(crate) struct Created<T> {
     pub location: String,
@@ -497,6 +515,7 @@ macro_rules! json_answer {
 }
 
 json_answer!(Tagged, 200);
+json_answer!(TaggedJson, 200);
 json_answer!(Created, 201);
 json_answer!(Accepted, 202);
 json_answer!(Saved, 200, 201);

@@ -209,11 +209,7 @@ fn sign(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Sends due deliveries until the webhooks are dropped.
@@ -441,8 +437,7 @@ pub(crate) async fn put(
         None => {
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).map_err(|e| Problem::internal(e.to_string()))?;
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            (format!("whsec_{hex}"), true)
+            (format!("whsec_{}", hex::encode(bytes)), true)
         }
     };
     let sub = Subscription {

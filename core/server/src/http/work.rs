@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::problem::{Body, Created, Path, Problem, Query, Tagged, if_match};
+use super::problem::{Body, Created, Path, Problem, Query, Tagged, TaggedJson, if_match};
 use super::records::{IdPath, READERS, Revised};
 use super::{AppState, Caller, require};
 use crate::segments::SPACE;
@@ -84,7 +84,7 @@ pub(crate) async fn customer_view(
     Extension(caller): Extension<Caller>,
     Path(IdPath { id }): Path<IdPath>,
     Query(query): Query<ViewQuery>,
-) -> Result<Tagged<MemoryOrStore>, Problem> {
+) -> Result<TaggedJson<CustomerView>, Problem> {
     require(&caller, READERS, "read customers")?;
     let limit = match query.timeline {
         None => 100,
@@ -98,10 +98,14 @@ pub(crate) async fn customer_view(
         }
     };
     if let Some((revision, json)) = view_from_memory(&state, &id, limit) {
-        return Ok(Tagged(revision, MemoryOrStore::Memory(json)));
+        return Ok(TaggedJson(revision, json, std::marker::PhantomData));
     }
     match view_from_store(&state, &id, limit)? {
-        Some((revision, view)) => Ok(Tagged(revision, MemoryOrStore::Store(Box::new(view)))),
+        Some((revision, view)) => Ok(TaggedJson(
+            revision,
+            serde_json::to_vec(&view).map_err(|e| Problem::internal(e))?,
+            std::marker::PhantomData,
+        )),
         None => Err(Problem::not_found(format!("no customer '{id}'"))),
     }
 }
@@ -109,11 +113,7 @@ pub(crate) async fn customer_view(
 /// The 360 of customer `id` and its revision, from the snapshot alone;
 /// `None` when the snapshot may not hold everything acknowledged (see
 /// `AppState::read_current`) or does not know the customer's revision.
-pub(crate) fn view_from_memory(
-    state: &AppState,
-    id: &str,
-    limit: usize,
-) -> Option<(u64, Box<serde_json::value::RawValue>)> {
+pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Option<(u64, Vec<u8>)> {
     let data = state.read_current()?;
     let row = data.work.snapshot.customers.find(id)?;
     let revision = data.work.snapshot.customers.revision[row as usize];
@@ -219,25 +219,6 @@ fn derived_of(
         .flatten()
         .unwrap_or_else(|| scores_of(&data.work, row, rfm));
     (metrics, scores, state.segments_of(row))
-}
-
-/// The customer 360 as the store path gives it, or the same document read
-/// from the snapshot alone.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(crate) enum MemoryOrStore {
-    Memory(Box<serde_json::value::RawValue>),
-    Store(Box<CustomerView>),
-}
-
-impl JsonSchema for MemoryOrStore {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        CustomerView::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        CustomerView::json_schema(generator)
-    }
 }
 
 /// The scores of every enabled plugin's models for one customer; a model

@@ -90,7 +90,7 @@ pub(super) fn view_json(
     metrics: analysis::Metrics,
     scores: Vec<ScoreView>,
     segments: Option<Vec<String>>,
-) -> Option<Box<RawValue>> {
+) -> Option<Vec<u8>> {
     let c = &s.customers;
     let i = row as usize;
     let customer_id = c.ids.get(i);
@@ -179,5 +179,7 @@ pub(super) fn view_json(
         timeline,
         timeline_more: (total - shown) as u64,
     };
-    serde_json::value::to_raw_value(&view).ok()
+    let mut json = Vec::with_capacity(1024 + 256 * view.timeline.len());
+    serde_json::to_writer(&mut json, &view).ok()?;
+    Some(json)
 }
