@@ -657,12 +657,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );
     let api = api
-        .route("/static360/{id}/view", axum::routing::get(|axum::extract::Extension(caller): axum::extract::Extension<Caller>| async move {
-            static BODY: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
-            require(&caller, &[Role::Viewer], "read")?;
-            let b = BODY.get_or_init(|| std::fs::read("/tmp/b1/static.json").unwrap().into()).clone();
-            Ok::<_, Problem>(([(header::CONTENT_TYPE, "application/json")], b))
-        }))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
