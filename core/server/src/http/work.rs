@@ -103,7 +103,7 @@ pub(crate) async fn customer_view(
     match view_from_store(&state, &id, limit)? {
         Some((revision, view)) => Ok(TaggedJson(
             revision,
-            serde_json::to_vec(&view).map_err(|e| Problem::internal(e))?,
+            serde_json::to_vec(&view).map_err(Problem::internal)?,
             std::marker::PhantomData,
         )),
         None => Err(Problem::not_found(format!("no customer '{id}'"))),
