@@ -284,7 +284,13 @@ impl<T: Serialize> IntoResponse for Tagged<T> {
 
 /// A JSON body serialized already (documented as `T`), with the record's
 /// revision as ETag.
-pub(crate) struct TaggedJson<T>(pub u64, pub Vec<u8>, pub std::marker::PhantomData<T>);
+pub(crate) struct TaggedJson<T>(u64, Vec<u8>, std::marker::PhantomData<T>);
+
+impl<T> TaggedJson<T> {
+    pub(crate) fn new(revision: u64, json: Vec<u8>) -> TaggedJson<T> {
+        TaggedJson(revision, json, std::marker::PhantomData)
+    }
+}
 
 impl<T> IntoResponse for TaggedJson<T> {
     fn into_response(self) -> Response {

@@ -98,13 +98,12 @@ pub(crate) async fn customer_view(
         }
     };
     if let Some((revision, json)) = view_from_memory(&state, &id, limit) {
-        return Ok(TaggedJson(revision, json, std::marker::PhantomData));
+        return Ok(TaggedJson::new(revision, json));
     }
     match view_from_store(&state, &id, limit)? {
-        Some((revision, view)) => Ok(TaggedJson(
+        Some((revision, view)) => Ok(TaggedJson::new(
             revision,
             serde_json::to_vec(&view).map_err(Problem::internal)?,
-            std::marker::PhantomData,
         )),
         None => Err(Problem::not_found(format!("no customer '{id}'"))),
     }
