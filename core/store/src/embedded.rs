@@ -41,12 +41,22 @@ impl SledStore {
     pub fn open(path: &Path, options: &Options) -> Result<SledStore, StoreError> {
         let path = path.to_path_buf();
         refuse_foreign_directory(&path)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| open_error(&path, e))?;
+            .mode(sled::Mode::HighThroughput);
+        // sled lets go of the file lock from its own threads after the last
+        // handle is dropped: a process that has just closed the store (the
+        // import before its snapshot child) may hold it a moment longer.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open().map_err(|e| open_error(&path, e)) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                result => break result?,
+            }
+        };
         let meta = db.open_tree("meta").map_err(sled_error)?;
         match meta.get(FORMAT_KEY).map_err(sled_error)? {
             Some(bytes) => {
@@ -172,6 +182,10 @@ fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// How long opening waits for a store that another handle is letting go
+/// of before reporting it in use.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     let text = e.to_string();
