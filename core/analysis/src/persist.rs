@@ -150,11 +150,11 @@ fn write_strings(out: &mut Out<'_>, strings: &Strings) -> std::io::Result<()> {
         let mut offsets = Vec::with_capacity(strings.len() + 1);
         offsets.push(0u64);
         offsets.extend(strings.spans.iter().map(|&(start, len)| start + len as u64));
-        out.array(&strings.bytes)?;
+        out.array(strings.text.as_bytes())?;
         return out.array(&offsets);
     }
     let mut offsets = Vec::with_capacity(strings.len() + 1);
-    let mut bytes = Vec::with_capacity(strings.bytes.len());
+    let mut bytes = Vec::with_capacity(strings.text.len());
     offsets.push(0u64);
     for i in 0..strings.len() {
         bytes.extend_from_slice(strings.get(i).as_bytes());
@@ -167,18 +167,21 @@ fn write_strings(out: &mut Out<'_>, strings: &Strings) -> std::io::Result<()> {
 fn read_strings(input: &mut In<'_>) -> Result<Strings, CheckpointError> {
     let bytes: Vec<u8> = input.array()?;
     let offsets: Vec<u64> = input.array()?;
+    let malformed = || invalid("a string column is malformed");
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
     let mut spans = Vec::with_capacity(offsets.len().saturating_sub(1));
     for pair in offsets.windows(2) {
         let (start, end) = (pair[0], pair[1]);
         if start > end
-            || end > bytes.len() as u64
-            || std::str::from_utf8(&bytes[start as usize..end as usize]).is_err()
+            || end > text.len() as u64
+            || !text.is_char_boundary(start as usize)
+            || !text.is_char_boundary(end as usize)
         {
-            return Err(invalid("a string column is malformed"));
+            return Err(malformed());
         }
         spans.push((start, (end - start) as u32));
     }
-    Ok(Strings { bytes, spans })
+    Ok(Strings { text, spans })
 }
 
 fn dicts_of(d: &Dicts) -> Vec<Vec<String>> {

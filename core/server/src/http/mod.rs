@@ -12,6 +12,7 @@
 pub mod console;
 mod imports;
 mod live;
+mod log;
 mod plugins;
 mod problem;
 mod records;
@@ -40,9 +41,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Transaction};
 use store::Store;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 
 pub use problem::Problem;
 pub use state::AppState;
@@ -61,6 +59,7 @@ pub struct Metrics {
     /// By route, then status: requests and seconds.
     requests: Mutex<std::collections::HashMap<String, ByStatus>>,
     in_flight: AtomicU64,
+    ids: RequestIds,
 }
 
 impl Metrics {
@@ -79,30 +78,32 @@ impl Metrics {
 /// Request ids: a random prefix drawn when the server starts and a
 /// sequence number (`9f3c51e2a07b4d18-000000000042`), unique across
 /// restarts without a call for random bytes per request.
-#[derive(Clone)]
 struct RequestIds {
-    prefix: Arc<str>,
-    next: Arc<AtomicU64>,
+    prefix: u64,
+    next: AtomicU64,
 }
 
-impl RequestIds {
-    fn new() -> RequestIds {
+impl Default for RequestIds {
+    fn default() -> RequestIds {
         use std::hash::BuildHasher;
         // std's hasher keys are drawn from the system's random source.
-        let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+        let prefix = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
         RequestIds {
-            prefix: format!("{random:016x}").into(),
-            next: Arc::new(AtomicU64::new(1)),
+            prefix,
+            next: AtomicU64::new(1),
         }
     }
 }
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+impl RequestIds {
+    fn next(&self) -> HeaderValue {
+        use std::io::Write;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:012}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        let mut id = [0u8; 64];
+        let mut out = &mut id[..];
+        let _ = write!(out, "{:016x}-{n:012}", self.prefix);
+        let len = 64 - out.len();
+        HeaderValue::from_bytes(&id[..len]).expect("hex digits and a dash")
     }
 }
 
@@ -243,7 +244,10 @@ pub fn require(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), Prob
     }
 }
 
-/// Logs each request with its id, and counts it.
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// Counts, times and logs every request under its id (`x-request-id`,
+/// the client's if it sent one), which the response carries too.
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -251,16 +255,20 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .cloned();
-    let id = request.headers().get("x-request-id").cloned();
+    let id = match request.headers().get(X_REQUEST_ID) {
+        Some(given) => given.clone(),
+        None => state.metrics.ids.next(),
+    };
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     state.metrics.record(route, status, seconds);
-    let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
-    tracing::info!(request_id = %id, %method, route = %route, status, ms = seconds * 1000.0, "request");
+    let text = id.to_str().unwrap_or("-");
+    tracing::info!(request_id = %text, %method, route = %route, status, ms = seconds * 1000.0, "request");
+    response.headers_mut().insert(X_REQUEST_ID, id);
     response
 }
 
@@ -416,7 +424,7 @@ fn record_routes<T: records::Entity>(
 ) -> ApiRouter<Arc<AppState>> {
     let plural = T::KIND.plural();
     api.api_route(
-        &format!("/{plural}"),
+        &format!("/api/v1/{plural}"),
         list.post_with(records::create::<T>, move |op| {
             tag_op(op, tag)
                 .summary("Create")
@@ -425,7 +433,7 @@ fn record_routes<T: records::Entity>(
         }),
     )
     .api_route(
-        &format!("/{plural}/{{id}}"),
+        &format!("/api/v1/{plural}/{{id}}"),
         get_with(records::get_one::<T>, move |op| {
             tag_op(op, tag)
                 .summary("Read")
@@ -503,157 +511,157 @@ pub fn router(state: Arc<AppState>) -> Router {
     );
     let api = api
         .api_route(
-            "/customers/{id}/view",
+            "/api/v1/customers/{id}/view",
             get_with(work::customer_view, doc("Customer 360", "The customer with its metrics, the plugins' scores with their reasons, and a timeline of purchases and interactions, newest first.")),
         )
         .api_route(
-            "/analyses",
+            "/api/v1/analyses",
             get_with(work::list_analyses, doc("List analyses", "The analyses and what each computes.")),
         )
         .api_route(
-            "/analyses/{name}",
+            "/api/v1/analyses/{name}",
             get_with(work::run_analysis, doc("Run an analysis", "Runs one analysis as of a day, on every customer or a segment's members; the same rows as `crm analyze --format json`.")),
         )
         .api_route(
-            "/analyses/{name}/csv",
+            "/api/v1/analyses/{name}/csv",
             get_with(work::analysis_csv, doc("Run an analysis as CSV", "The same rows as CSV, as `crm analyze --format csv` prints them.")),
         )
         .api_route(
-            "/segments",
+            "/api/v1/segments",
             get_with(work::list_segments, doc("List segments", "The saved segments with their scripts.")),
         )
         .api_route(
-            "/segments/fields",
+            "/api/v1/segments/fields",
             get_with(work::segment_fields, doc("Fields for scripts", "Every field a segment script can read as c.NAME: core fields, metrics, plugin fields and scores.")),
         )
         .api_route(
-            "/segments/test",
+            "/api/v1/segments/test",
             aide::axum::routing::post_with(work::test_segment, doc("Test a script", "Evaluates a script without saving it: the member count and a sample with the values read; errors at their line and column.")),
         )
         .api_route(
-            "/segments/{name}",
+            "/api/v1/segments/{name}",
             get_with(work::get_segment, doc("Read a segment", "The segment with its revision as ETag."))
                 .put_with(work::put_segment, doc("Save a segment", "Checks and saves a segment: new without If-Match, a new revision with it."))
                 .delete_with(work::delete_segment, doc("Delete a segment", "Deletes the segment; its history stays.")),
         )
         .api_route(
-            "/segments/{name}/members",
+            "/api/v1/segments/{name}/members",
             get_with(work::segment_members, doc("Members", "The segment's members in customer id order, a page at a time.")),
         )
         .api_route(
-            "/segments/{name}/history",
+            "/api/v1/segments/{name}/history",
             get_with(work::segment_history, doc("History", "Every saved revision of the segment, newest first.")),
         )
         .api_route(
-            "/facets/customers",
+            "/api/v1/facets/customers",
             get_with(work::customer_facets, doc("Filter values", "The values each filter of the customer list can take.")),
         )
         .api_route(
-            "/segments/{name}/explain",
+            "/api/v1/segments/{name}/explain",
             get_with(work::explain_segment, doc("Explain", "Whether a customer is a member: each part of the expression and the values it read.")),
         )
         .api_route(
-            "/plugins",
+            "/api/v1/plugins",
             get_with(plugins::list, doc("List plugins", "The installed plugins: version, state, failures, hooks and fields."))
                 .post_with(plugins::install, doc("Install a plugin", "Installs and enables a plugin from an uploaded package: a tar.gz of its directory (plugin.toml, the component, its schemas), sent as application/gzip. The segments it ships are added.")),
         )
         .api_route(
-            "/plugins/{id}",
+            "/api/v1/plugins/{id}",
             get_with(plugins::get, doc("Read a plugin", "One installed plugin."))
                 .put_with(plugins::upgrade, doc("Upgrade a plugin", "Replaces the plugin with a newer version from an uploaded package (application/gzip)."))
                 .delete_with(plugins::remove, doc("Remove a plugin", "Uninstalls the plugin; the values of its fields stay in the customers' attributes.")),
         )
         .api_route(
-            "/plugins/{id}/enable",
+            "/api/v1/plugins/{id}/enable",
             aide::axum::routing::post_with(plugins::enable, doc("Enable a plugin", "Enables the plugin (again).")),
         )
         .api_route(
-            "/plugins/{id}/disable",
+            "/api/v1/plugins/{id}/disable",
             aide::axum::routing::post_with(plugins::disable, doc("Disable a plugin", "Disables the plugin: its hooks are no longer called.")),
         )
         .api_route(
-            "/plugin-fields",
+            "/api/v1/plugin-fields",
             get_with(plugins::all_fields, doc("Every plugin's fields", "The field schemas of every enabled plugin that owns fields: what a customer form lays out.")),
         )
         .api_route(
-            "/plugins/{id}/analyses/{name}",
+            "/api/v1/plugins/{id}/analyses/{name}",
             get_with(plugins::analysis, doc("Run a plugin's analysis", "Runs one of the plugin's industry analyses over every customer or a segment's members.")),
         )
         .api_route(
-            "/plugins/{id}/fields",
+            "/api/v1/plugins/{id}/fields",
             get_with(plugins::fields, doc("A plugin's fields", "The JSON Schema of the custom fields the plugin owns.")),
         )
         .api_route(
-            "/imports",
+            "/api/v1/imports",
             get_with(imports::list, doc("List imports", "The import jobs since the server started, newest first."))
                 .post_with(imports::start, doc("Start an import", "Uploads CSV files (multipart/form-data; customers.csv, products.csv, campaigns.csv, transactions.csv, interactions.csv) and imports them in the background; 202 with the job to follow.")),
         )
         .api_route(
-            "/imports/{id}",
+            "/api/v1/imports/{id}",
             get_with(imports::get, doc("Follow an import", "The job's progress while it runs; its report (or the problems that refused it) when it ends.")),
         )
         .api_route(
-            "/imports/{id}/rejected/{file}",
+            "/api/v1/imports/{id}/rejected/{file}",
             get_with(imports::rejected, doc("Rejected rows", "The rows an import set aside, with their line numbers and problems, as CSV.")),
         )
         .api_route(
-            "/export/{kind}",
+            "/api/v1/export/{kind}",
             get_with(imports::export, doc("Export", "Every record of a kind as CSV, in the format import reads.")),
         )
         .api_route(
-            "/webhooks",
+            "/api/v1/webhooks",
             get_with(webhooks::list, doc("List webhooks", "The webhook subscriptions: URL and events.")),
         )
         .api_route(
-            "/webhooks/{name}",
+            "/api/v1/webhooks/{name}",
             aide::axum::routing::put_with(webhooks::put, doc("Save a webhook", "Creates a subscription (201, with its signing secret, shown this once) or changes its URL and events. Events: customer.created, customer.updated, segment.entered, segment.left, plugin.failed."))
                 .delete_with(webhooks::delete, doc("Delete a webhook", "Deletes the subscription; nothing more is sent to it.")),
         )
         .api_route(
-            "/webhooks/{name}/deliveries",
+            "/api/v1/webhooks/{name}/deliveries",
             get_with(webhooks::deliveries, doc("Delivery log", "Every delivery to the webhook with each attempt's answer, newest first.")),
         )
         .api_route(
-            "/webhooks/{name}/ping",
+            "/api/v1/webhooks/{name}/ping",
             aide::axum::routing::post_with(webhooks::ping, doc("Ping a webhook", "Queues a ping event to this webhook alone.")),
         )
         .api_route(
-            "/tokens",
+            "/api/v1/tokens",
             get_with(work::list_tokens, doc("List tokens", "Each token's name, role and id; never the token (admins)."))
                 .post_with(work::create_token, doc("Make a token", "Makes a token with a role; the answer is the only time it is shown (admins).")),
         )
         .api_route(
-            "/tokens/{name}",
+            "/api/v1/tokens/{name}",
             aide::axum::routing::delete_with(work::revoke_token, doc("Revoke tokens", "Revokes the tokens with this name or id (admins).")),
         )
         .api_route(
-            "/users",
+            "/api/v1/users",
             get_with(console::list_users, doc("List users", "The console's users and their roles; never their passwords (admins).")),
         )
         .api_route(
-            "/users/{name}",
+            "/api/v1/users/{name}",
             aide::axum::routing::put_with(console::put_user, doc("Save a user", "Adds a user who signs in to the console with a name and password (201), or sets an existing user's role and password (200); passwords are kept as Argon2id hashes (admins)."))
                 .delete_with(console::delete_user, doc("Remove a user", "Removes the user; their sessions end at once (admins).")),
         )
         .api_route(
-            "/views",
+            "/api/v1/views",
             get_with(console::list_views, doc("Saved views", "The caller's saved views of the customer list: search, filters and sort.")),
         )
         .api_route(
-            "/views/{name}",
+            "/api/v1/views/{name}",
             aide::axum::routing::put_with(console::put_view, doc("Save a view", "Saves a view of the customer list under a name (replacing the view of that name)."))
                 .delete_with(console::delete_view, doc("Delete a view", "Deletes one of the caller's saved views.")),
         )
         .api_route(
-            "/customers.csv",
+            "/api/v1/customers.csv",
             get_with(records::export_customers, doc("Export a list", "The customers a list's search and filters select, in its sort, as CSV in the import format.")),
         )
         .api_route(
-            "/charts/pareto",
+            "/api/v1/charts/pareto",
             get_with(work::pareto_curve, doc("Pareto curve", "The share of revenue of the top buyers, for each percent of buyers (0 to 100), on every customer or a segment's members.")),
         )
         .api_route(
-            "/audit",
+            "/api/v1/audit",
             get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );
     let api = api
@@ -662,7 +670,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             authenticate,
         ))
         .api_route(
-            "/session",
+            "/api/v1/session",
             aide::axum::routing::post_with(console::sign_in, |op| {
                 op.summary("Sign in")
                     .description("Signs in with a token, or a user's name and password (crm user create), and sets the session cookie. Changes made with the cookie need the answer's csrf as the X-CSRF-Token header.")
@@ -684,21 +692,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         },
         ..Default::default()
     };
-    let app = ApiRouter::new()
-        .nest("/api/v1", api)
-        .finish_api_with(&mut openapi, |t| {
-            t.security_scheme(
-                "bearer",
-                aide::openapi::SecurityScheme::Http {
-                    scheme: "bearer".into(),
-                    bearer_format: Some("crm_ token".into()),
-                    description: Some(
-                        "A token made with `crm token create --role ROLE --name NAME`.".into(),
-                    ),
-                    extensions: Default::default(),
-                },
-            )
-        });
+    // The API's routes carry their whole path: a router nested under
+    // /api/v1 would cost every request a second routing step.
+    let app = api.finish_api_with(&mut openapi, |t| {
+        t.security_scheme(
+            "bearer",
+            aide::openapi::SecurityScheme::Http {
+                scheme: "bearer".into(),
+                bearer_format: Some("crm_ token".into()),
+                description: Some(
+                    "A token made with `crm token create --role ROLE --name NAME`.".into(),
+                ),
+                extensions: Default::default(),
+            },
+        )
+    });
     let openapi = Arc::new(
         serde_json::to_value(&openapi)
             .map(|mut v| {
@@ -747,8 +755,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             imports::MAX_UPLOAD,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(imports::MAX_UPLOAD))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .with_state(state)
 }
 
@@ -773,14 +779,9 @@ pub fn serve(
     options: Options,
 ) -> Result<()> {
     let addr = options.addr;
-    // Log lines are written by a thread of their own, in batches, so a
-    // request pays for formatting its line, not for a write to stderr;
-    // `_log` writes what is left when serving ends. Nothing is dropped:
-    // a full queue makes the request wait.
-    let (writer, _log) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("crm-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    // Log lines are written by a thread of their own, in batches (log.rs);
+    // `log` writes what is left when dropped.
+    let (writer, log) = log::LogBuffer::new(Box::new(std::io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -795,7 +796,7 @@ pub fn serve(
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
@@ -809,7 +810,11 @@ pub fn serve(
         .with_graceful_shutdown(shutdown())
         .await
         .context("serving")
-    })?;
+    });
+    // The lines still buffered go out before the last words; any later
+    // line is written at once.
+    drop(log);
+    served?;
     store.flush().context("flushing the store")?;
     eprintln!("stopped; the store is flushed");
     Ok(())

@@ -14,17 +14,6 @@ use serde_json::value::RawValue;
 
 use super::ScoreView;
 
-/// The 360 document, borrowed from the snapshot.
-#[derive(Serialize)]
-struct View<'a> {
-    customer: CustomerRow<'a>,
-    metrics: analysis::Metrics,
-    scores: Vec<ScoreView>,
-    segments: Option<Vec<String>>,
-    timeline: Vec<Item<'a>>,
-    timeline_more: u64,
-}
-
 /// `model::Customer` with its revision, as `Revised<Customer>` writes it.
 #[derive(Serialize)]
 struct CustomerRow<'a> {
@@ -39,45 +28,6 @@ struct CustomerRow<'a> {
     joined_at: Date,
     tier: &'a str,
     attributes: &'a RawValue,
-}
-
-/// `TimelineItem`.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Item<'a> {
-    Transaction(Txn<'a>),
-    Interaction(Contact<'a>),
-}
-
-/// `model::Transaction`.
-#[derive(Serialize)]
-struct Txn<'a> {
-    txn_id: String,
-    customer_id: &'a str,
-    ts: Timestamp,
-    sku: &'a str,
-    quantity: u32,
-    amount: Money,
-    cost: Money,
-    channel: SalesChannel,
-    region: &'a str,
-}
-
-/// `model::Interaction`.
-#[derive(Serialize)]
-struct Contact<'a> {
-    interaction_id: String,
-    customer_id: &'a str,
-    ts: Timestamp,
-    kind: InteractionKind,
-    department: Department,
-    sku: Option<&'a str>,
-    rep: Option<&'a str>,
-    region: &'a str,
-    topic: Option<Topic>,
-    resolved_ts: Option<Timestamp>,
-    rating: Option<u8>,
-    campaign_id: Option<&'a str>,
 }
 
 /// The 360 of snapshot row `row` as JSON, with the newest `limit` entries
@@ -132,54 +82,109 @@ pub(super) fn view_json(
     order.truncate(shown);
     order.sort_unstable();
     let product = |code: u32| (code != NONE).then(|| s.products.skus[code as usize].as_str());
-    let mut timeline = Vec::with_capacity(shown);
-    for (_, kind, k) in order {
+
+    let mut out = Json(Vec::with_capacity(1024 + 256 * shown));
+    out.raw("{\"customer\":");
+    out.value(&customer)?;
+    out.raw(",\"metrics\":");
+    out.value(&metrics)?;
+    out.raw(",\"scores\":");
+    out.value(&scores)?;
+    out.raw(",\"segments\":");
+    out.value(&segments)?;
+    out.raw(",\"timeline\":[");
+    let mut id = String::with_capacity(32);
+    for (n, (_, kind, k)) in order.into_iter().enumerate() {
         let k = k as usize;
-        timeline.push(if kind == 0 {
-            Item::Transaction(Txn {
-                txn_id: s.dicts.txn_ids.get(txns.id[k]),
-                customer_id,
-                ts: Timestamp::from_seconds(txns.ts[k]),
-                sku: product(txns.product[k])?,
-                quantity: txns.quantity[k],
-                amount: Money::from_cents(txns.amount[k]),
-                cost: Money::from_cents(txns.cost[k]),
-                channel: SalesChannel::from_index(txns.channel[k])?,
-                region: s.dicts.sale_region.get(txns.region[k]),
-            })
+        if n > 0 {
+            out.raw(",");
+        }
+        id.clear();
+        if kind == 0 {
+            s.dicts.txn_ids.write(txns.id[k], &mut id);
+            out.raw("{\"type\":\"transaction\",\"txn_id\":");
+            out.value(id.as_str())?;
+            out.raw(",\"customer_id\":");
+            out.value(customer_id)?;
+            out.raw(",\"ts\":");
+            out.value(&Timestamp::from_seconds(txns.ts[k]))?;
+            out.raw(",\"sku\":");
+            out.value(product(txns.product[k])?)?;
+            out.raw(",\"quantity\":");
+            out.value(&txns.quantity[k])?;
+            out.raw(",\"amount\":");
+            out.value(&Money::from_cents(txns.amount[k]))?;
+            out.raw(",\"cost\":");
+            out.value(&Money::from_cents(txns.cost[k]))?;
+            out.raw(",\"channel\":");
+            out.word(SalesChannel::from_index(txns.channel[k])?.as_str());
+            out.raw(",\"region\":");
+            out.value(s.dicts.sale_region.get(txns.region[k]))?;
         } else {
-            Item::Interaction(Contact {
-                interaction_id: s.dicts.interaction_ids.get(contacts.id[k]),
-                customer_id,
-                ts: Timestamp::from_seconds(contacts.ts[k]),
-                kind: InteractionKind::from_index(contacts.kind[k])?,
-                department: Department::from_index(contacts.department[k])?,
-                sku: product(contacts.product[k]),
-                rep: (contacts.rep[k] != NONE).then(|| s.dicts.rep.get(contacts.rep[k])),
-                region: s.dicts.contact_region.get(contacts.region[k]),
-                topic: match contacts.topic[k] {
-                    u8::MAX => None,
-                    t => Some(Topic::from_index(t)?),
-                },
-                resolved_ts: (contacts.resolved[k] != NO_TS)
+            s.dicts.interaction_ids.write(contacts.id[k], &mut id);
+            out.raw("{\"type\":\"interaction\",\"interaction_id\":");
+            out.value(id.as_str())?;
+            out.raw(",\"customer_id\":");
+            out.value(customer_id)?;
+            out.raw(",\"ts\":");
+            out.value(&Timestamp::from_seconds(contacts.ts[k]))?;
+            out.raw(",\"kind\":");
+            out.word(InteractionKind::from_index(contacts.kind[k])?.as_str());
+            out.raw(",\"department\":");
+            out.word(Department::from_index(contacts.department[k])?.as_str());
+            out.raw(",\"sku\":");
+            out.value(&product(contacts.product[k]))?;
+            out.raw(",\"rep\":");
+            out.value(&(contacts.rep[k] != NONE).then(|| s.dicts.rep.get(contacts.rep[k])))?;
+            out.raw(",\"region\":");
+            out.value(s.dicts.contact_region.get(contacts.region[k]))?;
+            out.raw(",\"topic\":");
+            match contacts.topic[k] {
+                u8::MAX => out.raw("null"),
+                t => out.word(Topic::from_index(t)?.as_str()),
+            }
+            out.raw(",\"resolved_ts\":");
+            out.value(
+                &(contacts.resolved[k] != NO_TS)
                     .then(|| Timestamp::from_seconds(contacts.resolved[k])),
-                rating: (contacts.rating[k] != 0).then_some(contacts.rating[k]),
-                campaign_id: match contacts.campaign[k] {
-                    NONE => None,
-                    code => Some(s.campaigns.get(code as usize)?.id.as_str()),
-                },
-            })
-        });
+            )?;
+            out.raw(",\"rating\":");
+            out.value(&(contacts.rating[k] != 0).then_some(contacts.rating[k]))?;
+            out.raw(",\"campaign_id\":");
+            match contacts.campaign[k] {
+                NONE => out.raw("null"),
+                code => out.value(s.campaigns.get(code as usize)?.id.as_str())?,
+            }
+        }
+        out.raw("}");
     }
-    let view = View {
-        customer,
-        metrics,
-        scores,
-        segments,
-        timeline,
-        timeline_more: (total - shown) as u64,
-    };
-    let mut json = Vec::with_capacity(1024 + 256 * view.timeline.len());
-    serde_json::to_writer(&mut json, &view).ok()?;
-    Some(json)
+    out.raw("],\"timeline_more\":");
+    out.value(&((total - shown) as u64))?;
+    out.raw("}");
+    Some(out.0)
+}
+
+/// JSON written piece by piece: the document's fixed parts (braces, keys)
+/// as they are, values through serde_json. A timeline entry has ten to
+/// thirteen keys; written through a derived `Serialize`, each key is
+/// escaped anew on every entry.
+struct Json(Vec<u8>);
+
+impl Json {
+    /// JSON text as it is (keys, punctuation, `null`).
+    fn raw(&mut self, text: &str) {
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    /// A string that needs no escaping (a closed vocabulary's word).
+    fn word(&mut self, text: &str) {
+        debug_assert!(!text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+        self.0.push(b'"');
+        self.0.extend_from_slice(text.as_bytes());
+        self.0.push(b'"');
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Option<()> {
+        serde_json::to_writer(&mut self.0, value).ok()
+    }
 }
