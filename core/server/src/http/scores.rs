@@ -14,7 +14,23 @@ use std::sync::{Arc, RwLock};
 use analysis::snapshot::{Dict, Snapshot, Strings};
 use plugin_host::{LoadedPlugin, Registry};
 
-use super::work::{ReasonView, ScoreView};
+/// `ScoreView`, borrowed from the sheet.
+#[derive(serde::Serialize)]
+struct ScoreRef<'a> {
+    plugin: &'a str,
+    model: &'a str,
+    value: f64,
+    band: &'a str,
+    reasons: Vec<ReasonRef<'a>>,
+}
+
+/// `ReasonView`, borrowed from the sheet.
+#[derive(serde::Serialize)]
+struct ReasonRef<'a> {
+    feature: &'a str,
+    weight: f64,
+    detail: &'a str,
+}
 
 /// The scores of one model for every customer, as columns.
 struct ModelScores {
@@ -63,45 +79,48 @@ fn same_rfm(
 }
 
 impl Scores {
-    /// Customer `row`'s scores, if the sheet was worked out from this
-    /// generation of the snapshot, these ranks and these plugins.
-    pub(crate) fn of(
+    /// Writes customer `row`'s scores as the JSON array of `ScoreView`s
+    /// to `out`, if the sheet was worked out from this generation of the
+    /// snapshot, these ranks and these plugins; returns whether it did.
+    pub(crate) fn write_json(
         &self,
         row: u32,
         generation: u64,
         rfm: &Option<Arc<Vec<analysis::Scores>>>,
         plugins: &[Arc<LoadedPlugin>],
-    ) -> Option<Vec<ScoreView>> {
-        let sheet = self.sheet.read().expect("scores lock").clone()?;
-        if sheet.generation != generation
-            || !same_rfm(&sheet.rfm, rfm)
-            || !same(&sheet.plugins, plugins)
-        {
-            return None;
-        }
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let sheet = self.sheet.read().expect("scores lock");
+        let Some(sheet) = sheet.as_ref().filter(|sheet| {
+            sheet.generation == generation
+                && same_rfm(&sheet.rfm, rfm)
+                && same(&sheet.plugins, plugins)
+        }) else {
+            return false;
+        };
         let i = row as usize;
-        let mut out = Vec::new();
-        for m in &sheet.models {
-            let band = *m.band.get(i)?;
-            if band == NONE {
-                continue;
-            }
-            let reasons = m.reason_start[i] as usize..m.reason_start[i + 1] as usize;
-            out.push(ScoreView {
-                plugin: m.plugin.clone(),
-                model: m.model.clone(),
+        if sheet.models.iter().any(|m| i >= m.band.len()) {
+            return false;
+        }
+        let views: Vec<ScoreRef<'_>> = sheet
+            .models
+            .iter()
+            .filter(|m| m.band[i] != NONE)
+            .map(|m| ScoreRef {
+                plugin: &m.plugin,
+                model: &m.model,
                 value: m.value[i],
-                band: m.bands.get(band).to_owned(),
-                reasons: reasons
-                    .map(|r| ReasonView {
-                        feature: m.features.get(m.reason_feature[r]).to_owned(),
+                band: m.bands.get(m.band[i]),
+                reasons: (m.reason_start[i] as usize..m.reason_start[i + 1] as usize)
+                    .map(|r| ReasonRef {
+                        feature: m.features.get(m.reason_feature[r]),
                         weight: m.reason_weight[r],
-                        detail: m.reason_detail.get(r).to_owned(),
+                        detail: m.reason_detail.get(r),
                     })
                     .collect(),
-            });
-        }
-        Some(out)
+            })
+            .collect();
+        serde_json::to_writer(out, &views).is_ok()
     }
 
     /// Whether the sheet is current for this generation, ranks and plugins.

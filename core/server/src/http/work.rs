@@ -120,8 +120,19 @@ pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Opti
     if revision == 0 {
         return None;
     }
-    let (metrics, scores, segments) = derived_of(state, &data, row, true);
-    memory::view_json(&data.work.snapshot, row, limit, metrics, scores, segments)
+    let rfm = state.rfm_scores();
+    let metrics = metrics_of(&data.work.snapshot, row, &rfm);
+    // The scores worked out ahead if they are current, else the plugins'.
+    let mut scores = Vec::with_capacity(256);
+    let plugins = data.work.registry.enabled();
+    if !state
+        .scores
+        .write_json(row, state.generation(), &rfm, &plugins, &mut scores)
+    {
+        scores = serde_json::to_vec(&scores_of(&data.work, row, rfm)).ok()?;
+    }
+    let segments = state.segments_of(row);
+    memory::view_json(&data.work.snapshot, row, limit, metrics, &scores, segments)
         .map(|json| (revision, json))
 }
 
@@ -158,7 +169,7 @@ pub(crate) fn view_from_store(
     let (metrics, scores, segments) = match data.work.snapshot.customers.find(cid.as_str()) {
         None => (None, Vec::new(), Some(Vec::new())),
         Some(row) => {
-            let (metrics, scores, segments) = derived_of(state, &data, row, false);
+            let (metrics, scores, segments) = derived_of(state, &data, row);
             (serde_json::to_value(metrics).ok(), scores, segments)
         }
     };
@@ -178,17 +189,26 @@ pub(crate) fn view_from_store(
     )))
 }
 
-/// The metrics, scores and segments of the customer at snapshot row `row`;
-/// the scores from those worked out ahead if `ahead` and they are current.
+/// The metrics, scores and segments of the customer at snapshot row `row`,
+/// the scores from the plugins' calls.
 fn derived_of(
     state: &AppState,
     data: &super::state::Data,
     row: u32,
-    ahead: bool,
 ) -> (analysis::Metrics, Vec<ScoreView>, Option<Vec<String>>) {
-    let snapshot = &data.work.snapshot;
-    // The customer's own metrics now; the R, F and M ranks among all
-    // buyers from the cache the server keeps current.
+    let rfm = state.rfm_scores();
+    let metrics = metrics_of(&data.work.snapshot, row, &rfm);
+    let scores = scores_of(&data.work, row, rfm);
+    (metrics, scores, state.segments_of(row))
+}
+
+/// The customer's own metrics now, with the R, F and M ranks among all
+/// buyers from the cache the server keeps current.
+fn metrics_of(
+    snapshot: &analysis::Snapshot,
+    row: u32,
+    rfm: &Option<Arc<Vec<analysis::Scores>>>,
+) -> analysis::Metrics {
     let scope = analysis::Scope {
         as_of: None,
         customers: Some(vec![row]),
@@ -202,7 +222,6 @@ fn derived_of(
             interactions: true,
         },
     );
-    let rfm = state.rfm_scores();
     if metrics.lines > 0
         && let Some(s) = rfm.as_ref().and_then(|all| all.get(row as usize))
     {
@@ -211,14 +230,7 @@ fn derived_of(
         metrics.m = Some(s.m);
         metrics.rfm_segment = Some(analysis::rfm_segment(s.r, s.f));
     }
-    let scores = ahead
-        .then(|| {
-            let plugins = data.work.registry.enabled();
-            state.scores.of(row, state.generation(), &rfm, &plugins)
-        })
-        .flatten()
-        .unwrap_or_else(|| scores_of(&data.work, row, rfm));
-    (metrics, scores, state.segments_of(row))
+    metrics
 }
 
 /// The scores of every enabled plugin's models for one customer; a model

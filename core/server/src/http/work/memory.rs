@@ -12,8 +12,6 @@ use model::{
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::ScoreView;
-
 /// `model::Customer` with its revision, as `Revised<Customer>` writes it.
 #[derive(Serialize)]
 struct CustomerRow<'a> {
@@ -38,7 +36,7 @@ pub(super) fn view_json(
     row: u32,
     limit: usize,
     metrics: analysis::Metrics,
-    scores: Vec<ScoreView>,
+    scores: &[u8],
     segments: Option<Vec<String>>,
 ) -> Option<Vec<u8>> {
     let c = &s.customers;
@@ -89,7 +87,7 @@ pub(super) fn view_json(
     out.raw(",\"metrics\":");
     out.value(&metrics)?;
     out.raw(",\"scores\":");
-    out.value(&scores)?;
+    out.0.extend_from_slice(scores);
     out.raw(",\"segments\":");
     out.value(&segments)?;
     out.raw(",\"timeline\":[");
