@@ -803,6 +803,14 @@ pub fn serve(
         let local = listener.local_addr()?;
         tracing::info!(db = %db.display(), "serving on http://{local}");
         eprintln!("serving {} on http://{local}", db.display());
+        // Answers go out as soon as they are written: without TCP_NODELAY a
+        // streamed answer's (an export's) later pieces could wait for the
+        // client's acknowledgement of the first.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "setting TCP_NODELAY");
+            }
+        });
         axum::serve(
             listener,
             router(state).into_make_service_with_connect_info::<SocketAddr>(),

@@ -97,15 +97,25 @@ pub(super) fn view_json(
         if n > 0 {
             out.raw(",");
         }
+        // The fields both kinds begin with: type, id, customer, time.
         id.clear();
-        if kind == 0 {
+        let (head, ts) = if kind == 0 {
             s.dicts.txn_ids.write(txns.id[k], &mut id);
-            out.raw("{\"type\":\"transaction\",\"txn_id\":");
-            out.value(id.as_str())?;
-            out.raw(",\"customer_id\":");
-            out.value(customer_id)?;
-            out.raw(",\"ts\":");
-            out.value(&Timestamp::from_seconds(txns.ts[k]))?;
+            ("{\"type\":\"transaction\",\"txn_id\":", txns.ts[k])
+        } else {
+            s.dicts.interaction_ids.write(contacts.id[k], &mut id);
+            (
+                "{\"type\":\"interaction\",\"interaction_id\":",
+                contacts.ts[k],
+            )
+        };
+        out.raw(head);
+        out.value(id.as_str())?;
+        out.raw(",\"customer_id\":");
+        out.value(customer_id)?;
+        out.raw(",\"ts\":");
+        out.value(&Timestamp::from_seconds(ts))?;
+        if kind == 0 {
             out.raw(",\"sku\":");
             out.value(product(txns.product[k])?)?;
             out.raw(",\"quantity\":");
@@ -119,13 +129,6 @@ pub(super) fn view_json(
             out.raw(",\"region\":");
             out.value(s.dicts.sale_region.get(txns.region[k]))?;
         } else {
-            s.dicts.interaction_ids.write(contacts.id[k], &mut id);
-            out.raw("{\"type\":\"interaction\",\"interaction_id\":");
-            out.value(id.as_str())?;
-            out.raw(",\"customer_id\":");
-            out.value(customer_id)?;
-            out.raw(",\"ts\":");
-            out.value(&Timestamp::from_seconds(contacts.ts[k]))?;
             out.raw(",\"kind\":");
             out.word(InteractionKind::from_index(contacts.kind[k])?.as_str());
             out.raw(",\"department\":");
