@@ -87,12 +87,6 @@ impl Strings {
         &self.text[start as usize..start as usize + len as usize]
     }
 
-    /// String `i` as bytes (for comparing, which orders bytes as `str`
-    /// does).
-    fn bytes_of(&self, i: usize) -> &[u8] {
-        self.get(i).as_bytes()
-    }
-
     pub fn push(&mut self, value: &str) {
         self.spans
             .push((self.text.len() as u64, value.len() as u32));
@@ -445,7 +439,7 @@ impl Customers {
             let mut table = vec![0u32; (self.by_id.len() * 2).next_power_of_two().max(16)];
             let mask = table.len() - 1;
             for &ci in &self.by_id {
-                let mut slot = id_slot(self.ids.bytes_of(ci as usize), mask);
+                let mut slot = id_slot(self.ids.get(ci as usize).as_bytes(), mask);
                 while table[slot] != 0 {
                     slot = (slot + 1) & mask;
                 }
@@ -458,7 +452,7 @@ impl Customers {
         loop {
             match table[slot] {
                 0 => return self.recent.get(id).copied(),
-                row if self.ids.bytes_of(row as usize - 1) == id.as_bytes() => {
+                row if self.ids.get(row as usize - 1) == id => {
                     return Some(row - 1);
                 }
                 _ => slot = (slot + 1) & mask,
@@ -906,9 +900,7 @@ impl Snapshot {
 
     /// Bytes of memory the columns take (approximately).
     pub fn memory_bytes(&self) -> usize {
-        fn strings(s: &Strings) -> usize {
-            s.text.capacity() + s.spans.capacity() * 16
-        }
+        let strings = Strings::memory_bytes;
         let c = &self.customers;
         let mut total = strings(&c.ids) + strings(&c.names) + strings(&c.attributes);
         total += c.gender.capacity() + c.channel.capacity();
