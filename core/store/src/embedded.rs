@@ -45,18 +45,7 @@ impl SledStore {
             .path(&path)
             .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput);
-        // sled lets go of the file lock from its own threads after the last
-        // handle is dropped: a process that has just closed the store (the
-        // import before its snapshot child) may hold it a moment longer.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match config.open().map_err(|e| open_error(&path, e)) {
-                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                result => break result?,
-            }
-        };
+        let db = open_waiting(&config, &path)?;
         let meta = db.open_tree("meta").map_err(sled_error)?;
         match meta.get(FORMAT_KEY).map_err(sled_error)? {
             Some(bytes) => {
@@ -186,6 +175,23 @@ fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
 /// How long opening waits for a store that another handle is letting go
 /// of before reporting it in use.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the sled database of `config` (at `path`), waiting up to
+/// `LOCK_WAIT` for its file lock: sled lets go of the lock from its own
+/// threads after the last handle is dropped, so a process that has just
+/// closed the store (the import before its snapshot child) may hold it a
+/// moment longer.
+pub(crate) fn open_waiting(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open().map_err(|e| open_error(path, e)) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
 
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     let text = e.to_string();

@@ -123,7 +123,8 @@ fn a_store_of_a_newer_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(seeded(dir.path()));
     {
-        let db = sled::open(dir.path()).unwrap();
+        let config = sled::Config::new().path(dir.path());
+        let db = crate::embedded::open_waiting(&config, dir.path()).unwrap();
         let meta = db.open_tree("meta").unwrap();
         meta.insert(b"format_version", &99u32.to_be_bytes())
             .unwrap();
