@@ -105,10 +105,7 @@ impl Api {
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from((peer, 40_000))));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        block_on(async {
             let response = self.router.clone().oneshot(request).await.unwrap();
             let status = response.status();
             let kind = response
@@ -129,6 +126,16 @@ impl Api {
 }
 
 pub(crate) const HERE: [u8; 4] = [127, 0, 0, 1];
+
+/// Runs one request on a runtime of its own, with timers as `crm serve`
+/// has them.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
 
 #[test]
 fn health_readiness_and_metrics_need_no_token() {
@@ -749,10 +756,7 @@ impl Api {
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from((HERE, 40_000))));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        block_on(async {
             let response = self.router.clone().oneshot(request).await.unwrap();
             let status = response.status();
             let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
@@ -1194,6 +1198,60 @@ fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
     );
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_360_agrees(&api, &["C9300001".to_owned()], 100);
+}
+
+/// A write waits for the readers running and holds up none meanwhile: a
+/// 360 is answered while a delete waits behind a long reader (a segment
+/// tested over every customer, the score sheet worked out).
+#[test]
+fn a_waiting_write_holds_up_no_reader() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let api = &Api::new();
+    let (_, page) = api.get("/api/v1/interactions?limit=1", Role::Viewer);
+    let id = page["items"][0]["interaction_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer = page["items"][0]["customer_id"].as_str().unwrap().to_owned();
+    let view_uri = format!("/api/v1/customers/{customer}/view?timeline=1000");
+    let in_timeline = |view: &Value| {
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["interaction_id"] == id.as_str())
+    };
+    std::thread::scope(|s| {
+        let long_reader = api.state.read();
+        let (deleted_tx, deleted) = mpsc::channel();
+        let delete_uri = format!("/api/v1/interactions/{id}");
+        s.spawn(move || {
+            deleted_tx
+                .send(api.delete(&delete_uri, Role::Agent, None))
+                .unwrap()
+        });
+        // The delete is waiting for the lock by now.
+        std::thread::sleep(Duration::from_millis(300));
+        let (viewed_tx, viewed) = mpsc::channel();
+        let view_uri = &view_uri;
+        s.spawn(move || viewed_tx.send(api.get(view_uri, Role::Viewer)).unwrap());
+        let view = viewed.recv_timeout(Duration::from_secs(30));
+        let waited = deleted.try_recv().is_err();
+        drop(long_reader);
+        let (status, view) = view.expect("a 360 is answered while the delete waits");
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert!(waited, "the delete waits for the reader");
+        assert!(in_timeline(&view), "not deleted yet: {view}");
+        let (status, body) = deleted
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the delete goes through once the reader is done");
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    });
+    let (status, _) = api.get(&format!("/api/v1/interactions/{id}"), Role::Viewer);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, view) = api.get(&view_uri, Role::Viewer);
+    assert!(!in_timeline(&view), "{view}");
 }
 
 #[test]

@@ -344,7 +344,7 @@ pub(crate) async fn enable(
 ) -> Result<Json<PluginView>, Problem> {
     require(&caller, MANAGERS, "enable plugins")?;
     {
-        let mut data = state.write_data();
+        let mut data = state.write_data_async().await;
         data.work.registry.enable(&id).map_err(problem)?;
         data.work.refresh_plugins();
         state.segments_changed();
@@ -361,7 +361,7 @@ pub(crate) async fn disable(
 ) -> Result<Json<PluginView>, Problem> {
     require(&caller, MANAGERS, "disable plugins")?;
     {
-        let mut data = state.write_data();
+        let mut data = state.write_data_async().await;
         data.work
             .registry
             .disable(&id, Some(format!("disabled by {}", caller.name)))
@@ -381,7 +381,7 @@ pub(crate) async fn remove(
 ) -> Result<NoContent, Problem> {
     require(&caller, MANAGERS, "remove plugins")?;
     {
-        let mut data = state.write_data();
+        let mut data = state.write_data_async().await;
         data.work.registry.remove(&id).map_err(problem)?;
         data.work.refresh_plugins();
         state.segments_changed();
