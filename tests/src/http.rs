@@ -1046,6 +1046,32 @@ fn the_customer_360_merges_lines_with_metrics_and_scores() {
     assert!(found);
 }
 
+/// Waits until the segment memberships and every customer's scores are
+/// worked out (in the background).
+fn settled(api: &Api) {
+    for _ in 0..200 {
+        if api.state.segments_of(0).is_some() && server::http::scores_are_current(&api.state) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the scores were not worked out in 10 s");
+}
+
+/// Calls into plugin `id` so far, from /metrics.
+fn plugin_calls(api: &Api, id: &str) -> u64 {
+    let (_, _, metrics) = api.send("GET", "/metrics", None, HERE);
+    let prefix = format!("crm_plugin_calls_total{{plugin=\"{id}\"}} ");
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
 /// The 360 as the API serves it from the snapshot, against the same
 /// document read from the store, for `ids`.
 fn assert_360_agrees(api: &Api, ids: &[String], timeline: usize) {
@@ -1077,15 +1103,6 @@ fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
     // Segment memberships and every customer's scores are worked out in
     // the background: the 360 from memory reads the scores from there,
     // the store path calls the plugin.
-    let settled = |api: &Api| {
-        for _ in 0..200 {
-            if api.state.segments_of(0).is_some() && server::http::scores_are_current(&api.state) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("the scores were not worked out in 10 s");
-    };
     settled(&api);
     for timeline in [0, 3, 100, 1000] {
         assert_360_agrees(&api, &all, timeline);
@@ -1198,6 +1215,110 @@ fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
     );
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_360_agrees(&api, &["C9300001".to_owned()], 100);
+}
+
+/// After writes, a 360 takes the scores worked out ahead for the customers
+/// the writes left as they were, and calls the plugin for the others; both
+/// agree with the plugin's answer read through the store.
+#[test]
+fn writes_leave_the_other_customers_scores_in_use() {
+    let api = Api::new();
+    settled(&api);
+    // Not worked out again in this test: what follows reads the sheet made
+    // before the writes.
+    api.state
+        .set_scores_quiet(std::time::Duration::from_secs(3600));
+    let (_, page) = api.get("/api/v1/customers?limit=500", Role::Viewer);
+    let all = ids(&page, "customer_id");
+    let plugin = "tobacco-retail";
+    let view = |id: &str| {
+        let (status, view) = api.get(&format!("/api/v1/customers/{id}/view"), Role::Viewer);
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert!(!view["scores"].as_array().unwrap().is_empty(), "{view}");
+        view
+    };
+    let calls = plugin_calls(&api, plugin);
+    for id in &all[..10] {
+        view(id);
+    }
+    assert_eq!(
+        plugin_calls(&api, plugin),
+        calls,
+        "every score from the sheet"
+    );
+
+    // One customer written: their scores from the plugin, the others' not.
+    let written = &all[3];
+    let before = view(written);
+    let revision = before["customer"]["revision"].as_u64().unwrap();
+    let mut record = before["customer"].clone();
+    record.as_object_mut().unwrap().remove("revision");
+    record["attributes"]["monthly_quota"] = 9_999.into();
+    record["attributes"]["business_district"] = "school".into();
+    let (status, body, _) = api.write(
+        "PUT",
+        &format!("/api/v1/customers/{written}"),
+        Role::Agent,
+        Some(&format!("\"{revision}\"")),
+        &record,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let calls = plugin_calls(&api, plugin);
+    view(written);
+    assert_eq!(plugin_calls(&api, plugin), calls + 1, "the written one's");
+    for id in all[..10].iter().filter(|id| *id != written) {
+        view(id);
+    }
+    assert_eq!(
+        plugin_calls(&api, plugin),
+        calls + 1,
+        "the others' from the sheet"
+    );
+    assert_360_agrees(&api, &all, 20);
+
+    // A line: its customer's ranks, and anyone's, may move.
+    let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
+    let sku = products["items"][0]["sku"].as_str().unwrap().to_owned();
+    let line = serde_json::json!({
+        "txn_id": "T-scores-1", "customer_id": all[5], "ts": "2025-06-01T10:00:00Z",
+        "sku": sku, "quantity": 40, "amount": "9000.00", "cost": "100.00",
+        "channel": "phone", "region": "North"
+    });
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/transactions",
+        Role::Integrator,
+        None,
+        &line,
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_360_agrees(&api, &all, 20);
+
+    // A product concerns everyone: every score from the plugin.
+    let (_, mut product) = api.get(&format!("/api/v1/products/{sku}"), Role::Viewer);
+    let revision = product["revision"].as_u64().unwrap();
+    product.as_object_mut().unwrap().remove("revision");
+    product["name"] = "Renamed".into();
+    let (status, body, _) = api.write(
+        "PUT",
+        &format!("/api/v1/products/{sku}"),
+        Role::Admin,
+        Some(&format!("\"{revision}\"")),
+        &product,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let calls = plugin_calls(&api, plugin);
+    view(&all[0]);
+    assert_eq!(
+        plugin_calls(&api, plugin),
+        calls + 1,
+        "after a product change"
+    );
+    assert_360_agrees(&api, &all, 20);
+    assert!(
+        !server::http::scores_are_current(&api.state),
+        "the sheet stayed the one made before the writes"
+    );
 }
 
 /// A write waits for the readers running and holds up none meanwhile: a
@@ -1411,6 +1532,84 @@ fn segments_are_tested_saved_explained_and_audited() {
     assert_eq!(actions, ["delete", "save", "save"]);
     assert_eq!(log["items"][0]["actor"], "token analyst (analyst)");
     assert_eq!(log["items"][1]["after"]["script"], "c.tier == \"gold\"");
+}
+
+/// A customer's segments follow their lines: a line added, moved to
+/// another customer (both customers' segments change) and deleted.
+#[test]
+fn segments_follow_lines_added_moved_and_deleted() {
+    let api = Api::new();
+    for (id, name) in [("C9700001", "Mover A"), ("C9700002", "Mover B")] {
+        let (status, body, _) = api.write(
+            "POST",
+            "/api/v1/customers",
+            Role::Agent,
+            None,
+            &customer(id, name),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let seg = serde_json::json!({
+        "script": "(c.name == \"Mover A\" || c.name == \"Mover B\") && c.lines > 0"
+    });
+    let (status, body, _) = api.write(
+        "PUT",
+        "/api/v1/segments/movers-buying",
+        Role::Analyst,
+        None,
+        &seg,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Customer `id` is in the segment or not, within 10 s.
+    let wait_for = |id: &str, member: bool| {
+        let mut view = Value::Null;
+        for _ in 0..400 {
+            view = api
+                .get(&format!("/api/v1/customers/{id}/view"), Role::Viewer)
+                .1;
+            if view["segments"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|name| name == "movers-buying") == member)
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("{id} in movers-buying should be {member}: {view}");
+    };
+    wait_for("C9700001", false);
+    let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
+    let mut line = serde_json::json!({
+        "txn_id": "T-mover-1", "customer_id": "C9700001", "ts": "2025-06-01T10:00:00Z",
+        "sku": products["items"][0]["sku"], "quantity": 1, "amount": "10.00", "cost": "5.00",
+        "channel": "phone", "region": "North"
+    });
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/transactions",
+        Role::Integrator,
+        None,
+        &line,
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_for("C9700001", true);
+    wait_for("C9700002", false);
+
+    line["customer_id"] = "C9700002".into();
+    let (status, body, _) = api.write(
+        "PUT",
+        "/api/v1/transactions/T-mover-1",
+        Role::Integrator,
+        None,
+        &line,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for("C9700002", true);
+    wait_for("C9700001", false);
+
+    let (status, body) = api.delete("/api/v1/transactions/T-mover-1", Role::Integrator, None);
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    wait_for("C9700002", false);
 }
 
 #[test]

@@ -4,12 +4,19 @@
 //! out one customer at a time per request it costs more than the rest of
 //! the 360. The server works out every customer's scores in batches in the
 //! background (`Memberships`' thread, after the R, F and M ranks they
-//! read) and keeps them with what they were worked out from: the snapshot's
-//! generation (which grows with every change to it), the R, F and M ranks
-//! and the enabled plugins. A 360 takes them from here only when all three
-//! are still the same; otherwise it calls the plugins itself, as before.
+//! read) and keeps them with what they were worked out from.
+//!
+//! A plugin scores a customer from the customer's own record and lines,
+//! their R, F and M ranks, the product list and the as-of day. So a 360
+//! takes a customer's scores from here while the enabled plugins, the
+//! as-of day and the customer's ranks are the ones the sheet was worked out
+//! with, the customer (and their lines) was not written since, and no
+//! change that may concern everyone (a product, a delete, a rebuild) came
+//! since; otherwise it calls the plugins itself. Writes to some customers
+//! leave the others' scores in use.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use analysis::snapshot::{Dict, Snapshot, Strings};
 use plugin_host::{LoadedPlugin, Registry};
@@ -52,15 +59,28 @@ const NONE: u32 = u32::MAX;
 
 /// Every customer's scores, and what they were worked out from.
 pub(crate) struct Sheet {
+    /// The snapshot's generation, to know when to work them out again.
     generation: u64,
+    /// `Scores::epoch` then.
+    epoch: u64,
+    as_of: Option<model::Date>,
     rfm: Option<Arc<Vec<analysis::Scores>>>,
     plugins: Vec<Arc<LoadedPlugin>>,
     models: Vec<ModelScores>,
+    made: std::time::Instant,
 }
 
 #[derive(Default)]
 pub(crate) struct Scores {
     sheet: RwLock<Option<Arc<Sheet>>>,
+    /// Rows whose customer or lines were written since the sheet was
+    /// worked out, one bit each. Marked and cleared under the snapshot's
+    /// locks (marked under its write lock, cleared by `work_out` under its
+    /// read lock), so a reader of the snapshot sees the marks of what it
+    /// reads.
+    written: Mutex<Vec<u64>>,
+    /// Grows with every change that may concern every customer's scores.
+    epoch: AtomicU64,
 }
 
 fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
@@ -78,28 +98,68 @@ fn same_rfm(
     }
 }
 
+/// Whether customer `row` has the same R, F and M ranks in both.
+fn same_ranks(
+    a: &Option<Arc<Vec<analysis::Scores>>>,
+    b: &Option<Arc<Vec<analysis::Scores>>>,
+    row: u32,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.get(row as usize) == b.get(row as usize),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 impl Scores {
+    /// Customer `row` or their lines were written (under the snapshot's
+    /// write lock).
+    pub(crate) fn touched(&self, row: u32) {
+        let mut written = self.written.lock().expect("scores lock");
+        let word = row as usize / 64;
+        if written.len() <= word {
+            written.resize(word + 1, 0);
+        }
+        written[word] |= 1 << (row % 64);
+    }
+
+    /// A change that may concern every customer's scores (under the
+    /// snapshot's write lock).
+    pub(crate) fn everyone_changed(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn was_written(&self, row: u32) -> bool {
+        let written = self.written.lock().expect("scores lock");
+        written
+            .get(row as usize / 64)
+            .is_some_and(|word| word & (1 << (row % 64)) != 0)
+    }
+
     /// Writes customer `row`'s scores as the JSON array of `ScoreView`s
-    /// to `out`, if the sheet was worked out from this generation of the
-    /// snapshot, these ranks and these plugins; returns whether it did.
+    /// to `out`, if the sheet's are still theirs (see the module's note)
+    /// with the as-of day `as_of`, the ranks `rfm` and the plugins
+    /// `plugins`; returns whether it did. Called under the snapshot's read
+    /// lock.
     pub(crate) fn write_json(
         &self,
         row: u32,
-        generation: u64,
+        as_of: Option<model::Date>,
         rfm: &Option<Arc<Vec<analysis::Scores>>>,
         plugins: &[Arc<LoadedPlugin>],
         out: &mut Vec<u8>,
     ) -> bool {
         let sheet = self.sheet.read().expect("scores lock");
         let Some(sheet) = sheet.as_ref().filter(|sheet| {
-            sheet.generation == generation
-                && same_rfm(&sheet.rfm, rfm)
+            sheet.epoch == self.epoch.load(Ordering::Acquire)
+                && sheet.as_of == as_of
+                && same_ranks(&sheet.rfm, rfm, row)
                 && same(&sheet.plugins, plugins)
         }) else {
             return false;
         };
         let i = row as usize;
-        if sheet.models.iter().any(|m| i >= m.band.len()) {
+        if sheet.models.iter().any(|m| i >= m.band.len()) || self.was_written(row) {
             return false;
         }
         let views: Vec<ScoreRef<'_>> = sheet
@@ -123,6 +183,12 @@ impl Scores {
         serde_json::to_writer(out, &views).is_ok()
     }
 
+    /// How long ago the sheet was worked out; `None` if there is none.
+    pub(crate) fn age(&self) -> Option<std::time::Duration> {
+        let sheet = self.sheet.read().expect("scores lock");
+        sheet.as_ref().map(|s| s.made.elapsed())
+    }
+
     /// Whether the sheet is current for this generation, ranks and plugins.
     pub(crate) fn is_current(
         &self,
@@ -140,8 +206,9 @@ impl Scores {
     }
 
     /// Works every customer's scores out (on both cores, in the plugins'
-    /// batches) and keeps them. A model whose call fails is left out of
-    /// the sheet altogether: the 360 then calls the plugins itself.
+    /// batches) and keeps them; under the snapshot's read lock. A model
+    /// whose call fails is left out of the sheet altogether: the 360 then
+    /// calls the plugins itself.
     pub(crate) fn work_out(
         &self,
         snapshot: &Snapshot,
@@ -149,6 +216,7 @@ impl Scores {
         registry: &Registry,
         rfm: Option<Arc<Vec<analysis::Scores>>>,
     ) {
+        let epoch = self.epoch.load(Ordering::Acquire);
         let plugins = registry.enabled();
         let views = crate::plugins::Views::with_rfm(snapshot, rfm.clone());
         let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
@@ -199,11 +267,16 @@ impl Scores {
                 models.push(m);
             }
         }
-        *self.sheet.write().expect("scores lock") = Some(Arc::new(Sheet {
+        let mut sheet = self.sheet.write().expect("scores lock");
+        self.written.lock().expect("scores lock").clear();
+        *sheet = Some(Arc::new(Sheet {
             generation,
+            epoch,
+            as_of: snapshot.default_as_of(),
             rfm,
             plugins,
             models,
+            made: std::time::Instant::now(),
         }));
     }
 

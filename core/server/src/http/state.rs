@@ -59,6 +59,8 @@ pub struct AppState {
     generation: AtomicU64,
     /// When the generation last grew, in milliseconds since `started`.
     changed_at: AtomicU64,
+    /// `SCORES_AFTER_QUIET` in milliseconds, unless set otherwise.
+    scores_quiet: AtomicU64,
     started: Instant,
     /// Every customer's plugin scores, worked out ahead.
     pub(crate) scores: super::scores::Scores,
@@ -72,6 +74,10 @@ const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 /// How long the snapshot stays unchanged before every customer's scores
 /// are worked out again.
 const SCORES_AFTER_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the scores go without being worked out again while writes
+/// never pause.
+const SCORES_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Held while an import writes to the store (`AppState::store_ahead`).
 pub(crate) struct StoreAhead<'a>(&'a AppState);
@@ -89,6 +95,20 @@ enum Change {
     /// A customer's lines of a kind changed (and those of the customer a
     /// line moved from).
     Lines(EntityKind, String, Option<String>),
+}
+
+impl Change {
+    /// Whether applying it may change what the snapshot holds about
+    /// customer `customer_id` (a product or a campaign may concern anyone).
+    fn concerns(&self, customer_id: &str) -> bool {
+        match self {
+            Change::Record(Record::Customer(c), _) => c.customer_id.as_str() == customer_id,
+            Change::Record(..) => true,
+            Change::Lines(_, customer, old) => {
+                customer == customer_id || old.as_deref() == Some(customer_id)
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -128,6 +148,7 @@ impl AppState {
             pending,
             generation: AtomicU64::new(0),
             changed_at: AtomicU64::new(0),
+            scores_quiet: AtomicU64::new(SCORES_AFTER_QUIET.as_millis() as u64),
             started: Instant::now(),
             scores: Default::default(),
             applier: Condvar::new(),
@@ -238,15 +259,32 @@ impl AppState {
         self.failed_sign_ins.store(n, Ordering::Relaxed);
     }
 
-    /// The snapshot, if it holds everything acknowledged so far: no change
-    /// waits to be applied, no import writes around it, no rebuild after a
-    /// delete is under way. Readers that would otherwise read the store
-    /// (the customer 360) use it then.
-    pub(crate) fn read_current(&self) -> Option<std::sync::RwLockReadGuard<'_, Data>> {
+    /// How long writes must pause before every customer's scores are
+    /// worked out again.
+    pub fn set_scores_quiet(&self, quiet: std::time::Duration) {
+        self.scores_quiet
+            .store(quiet.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The snapshot, if it holds everything acknowledged so far about
+    /// customer `customer_id`: no change of the customer or of their lines
+    /// waits to be applied (nor of a product or campaign), no import writes
+    /// around the snapshot, no rebuild after a delete is under way. Readers
+    /// that would otherwise read the store (the customer 360) use it then;
+    /// writes to other customers do not send them to the store.
+    pub(crate) fn read_current(
+        &self,
+        customer_id: &str,
+    ) -> Option<std::sync::RwLockReadGuard<'_, Data>> {
         let data = self.read();
         // Changes are taken from `pending` under the write lock: with the
         // read lock held, every change taken is applied.
-        let current = self.pending.lock().expect("pending lock").is_empty()
+        let current = !self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .iter()
+            .any(|change| change.concerns(customer_id))
             && self.importing.load(Ordering::Acquire) == 0
             && !*self.rebuilding.lock().expect("rebuild lock");
         current.then_some(data)
@@ -297,6 +335,8 @@ impl AppState {
         match self.data.try_write() {
             Ok(data) => {
                 self.next_generation();
+                // Deletes, plugin changes, catching up, rebuilds.
+                self.scores.everyone_changed();
                 Some(data)
             }
             Err(TryLockError::WouldBlock) => None,
@@ -318,13 +358,18 @@ impl AppState {
 
     /// Works every customer's plugin scores out again if the snapshot, the
     /// R, F and M ranks or the plugins changed since, once writes have
-    /// paused for `SCORES_AFTER_QUIET` (working them out takes both cores
-    /// for a second or two at 1M customers: not after every write; until
-    /// then, the 360 calls the plugins itself).
+    /// paused for `SCORES_AFTER_QUIET` (`set_scores_quiet`), or `SCORES_AT_LEAST_EVERY` after the
+    /// last time if they never do (working them out takes both cores for a
+    /// second or two at 1M customers: not after every write; until then,
+    /// the 360 calls the plugins itself for the customers written since).
     pub(crate) fn refresh_scores(&self) {
         let quiet = (self.started.elapsed().as_millis() as u64)
             .saturating_sub(self.changed_at.load(Ordering::Acquire));
-        if self.generation() > 0 && quiet < SCORES_AFTER_QUIET.as_millis() as u64 {
+        let due = self
+            .scores
+            .age()
+            .is_some_and(|age| age >= SCORES_AT_LEAST_EVERY);
+        if self.generation() > 0 && quiet < self.scores_quiet.load(Ordering::Relaxed) && !due {
             return;
         }
         let rfm = self.rfm_scores();
@@ -445,24 +490,28 @@ impl AppState {
                 Change::Record(Record::Customer(c), revision) => {
                     let row = data.work.snapshot.upsert_customer_revised(&c, revision);
                     data.search.set(row as usize, &c.name);
-                    self.memberships.touched(row);
+                    self.customer_changed(row);
                     Ok(())
                 }
                 // Scores read the product list: memberships are built anew.
                 Change::Record(Record::Product(p), _) => {
                     data.work.snapshot.upsert_product(&p);
                     self.memberships.invalidate();
+                    self.scores.everyone_changed();
                     Ok(())
                 }
                 Change::Record(Record::Campaign(c), _) => {
                     data.work.snapshot.upsert_campaign(&c);
+                    self.scores.everyone_changed();
                     Ok(())
                 }
                 Change::Record(..) => Ok(()),
                 Change::Lines(kind, customer, old) => {
                     self.lines_changed();
-                    if let Some(row) = data.work.snapshot.customers.find(&customer) {
-                        self.memberships.touched(row);
+                    for id in std::iter::once(&customer).chain(&old) {
+                        if let Some(row) = data.work.snapshot.customers.find(id) {
+                            self.customer_changed(row);
+                        }
                     }
                     refresh_lines(&*self.store, data, kind, &customer).and_then(|()| {
                         match old.filter(|o| *o != customer) {
@@ -477,6 +526,13 @@ impl AppState {
                 self.memberships.invalidate();
             }
         }
+    }
+
+    /// Customer `row` or their lines changed (under the snapshot's write
+    /// lock): their segment memberships and scores are worked out again.
+    fn customer_changed(&self, row: u32) {
+        self.memberships.touched(row);
+        self.scores.touched(row);
     }
 
     /// Applies pending changes whenever the snapshot's write lock can be had.
@@ -536,6 +592,11 @@ impl AppState {
             }
             if let Some(Record::Interaction(i)) = &deleted {
                 refresh_lines(&*self.store, &mut data, kind, i.customer_id.as_str())?;
+            }
+            if let Some(line @ (Record::Transaction(_) | Record::Interaction(_))) = &deleted
+                && let Some(row) = data.work.snapshot.customers.find(line_customer(line))
+            {
+                self.customer_changed(row);
             }
             deleted
         };

@@ -113,7 +113,7 @@ pub(crate) async fn customer_view(
 /// `None` when the snapshot may not hold everything acknowledged (see
 /// `AppState::read_current`) or does not know the customer's revision.
 pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Option<(u64, Vec<u8>)> {
-    let data = state.read_current()?;
+    let data = state.read_current(id)?;
     let row = data.work.snapshot.customers.find(id)?;
     std::hint::black_box(data.work.snapshot.touch(row));
     let revision = data.work.snapshot.customers.revision[row as usize];
@@ -125,9 +125,10 @@ pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Opti
     // The scores worked out ahead if they are current, else the plugins'.
     let mut scores = Vec::with_capacity(256);
     let plugins = data.work.registry.enabled();
+    let as_of = data.work.snapshot.default_as_of();
     if !state
         .scores
-        .write_json(row, state.generation(), &rfm, &plugins, &mut scores)
+        .write_json(row, as_of, &rfm, &plugins, &mut scores)
     {
         scores = serde_json::to_vec(&scores_of(&data.work, row, rfm)).ok()?;
     }
