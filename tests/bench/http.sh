@@ -3,7 +3,8 @@
 # sharing the machine's cores with the server.
 #   1. a bare axum handler (core/server/examples/bare.rs), for comparison;
 #   2. GET /api/v1/customers/{id}/view (the customer 360) on random customers;
-#   3. POST /api/v1/customers, new customers, each answered once durable.
+#   3. POST /api/v1/customers, new customers, each answered once durable;
+#   4. the 360 again while transactions are posted.
 # The store is copied first, so the one given is left as it was.
 #
 # Usage: tests/bench/http.sh STORE [SECONDS]
@@ -84,5 +85,38 @@ wrk -t2 -c64 -d"${seconds}s" -s "$work/view.lua" http://127.0.0.1:18080 >/dev/nu
 wrk -t2 -c64 -d"${seconds}s" --latency -s "$work/view.lua" http://127.0.0.1:18080 | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors"
 echo "== POST /api/v1/customers (durable on answer)"
 export STAMP=$(date +%s)
+sheets=$(grep -c "plugin scores worked out" "$work/serve.log" || true)
 wrk -t2 -c64 -d"${seconds}s" --latency -s "$work/post.lua" http://127.0.0.1:18080 | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors"
 curl -s http://127.0.0.1:18080/metrics | grep -E "^crm_store_flush(es|ed_writes)_total" || true
+
+# 4. The 360 while transactions are written: wrk with 1 thread and 32
+# connections on the 360, another with 1 thread and 4 connections posting
+# transactions of random customers (dated before the data set's last day,
+# so the as-of day stays). Once the scores are worked out again after step 3.
+for _ in $(seq 120); do
+  [ "$(grep -c "plugin scores worked out" "$work/serve.log" || true)" -gt "$sheets" ] && break
+  sleep 0.5
+done
+sku=$(curl -s -H "Authorization: Bearer $CRM_TOKEN" "http://127.0.0.1:18080/api/v1/products?limit=1" | grep -o '"sku":"[^"]*"' | head -1 | cut -d'"' -f4)
+cat > "$work/line.lua" <<LUA
+local token = os.getenv("CRM_TOKEN")
+local counter = 0
+math.randomseed(os.time())
+request = function()
+  counter = counter + 1
+  local id = string.format("TB%s-%d", os.getenv("STAMP"), counter)
+  local cid = string.format("C%07d", math.random(1, $customers))
+  local body = '{"txn_id":"' .. id .. '","customer_id":"' .. cid .. '","ts":"2025-12-20T10:00:00Z","sku":"$sku",'
+    .. '"quantity":3,"amount":80.5,"cost":70.25,"channel":"online","region":"North"}'
+  return wrk.format("POST", "/api/v1/transactions",
+    {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+end
+LUA
+echo "== GET /api/v1/customers/{id}/view while POST /api/v1/transactions"
+wrk -t1 -c4 -d"$((seconds + 2))s" --latency -s "$work/line.lua" http://127.0.0.1:18080 > "$work/lines.out" &
+lines_pid=$!
+sleep 1
+wrk -t1 -c32 -d"${seconds}s" --latency -s "$work/view.lua" http://127.0.0.1:18080 | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors"
+wait $lines_pid
+echo "-- the transactions meanwhile"
+grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors" "$work/lines.out"
