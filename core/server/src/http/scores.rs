@@ -16,7 +16,7 @@
 //! leave the others' scores in use.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use analysis::snapshot::{Dict, Snapshot, Strings};
 use plugin_host::{LoadedPlugin, Registry};
@@ -68,17 +68,15 @@ pub(crate) struct Sheet {
     plugins: Vec<Arc<LoadedPlugin>>,
     models: Vec<ModelScores>,
     made: std::time::Instant,
+    /// Rows whose customer or lines were written since, one bit each; set
+    /// under the snapshot's write lock, so a reader of the snapshot sees
+    /// the bits of what it reads.
+    written: Vec<AtomicU64>,
 }
 
 #[derive(Default)]
 pub(crate) struct Scores {
     sheet: RwLock<Option<Arc<Sheet>>>,
-    /// Rows whose customer or lines were written since the sheet was
-    /// worked out, one bit each. Marked and cleared under the snapshot's
-    /// locks (marked under its write lock, cleared by `work_out` under its
-    /// read lock), so a reader of the snapshot sees the marks of what it
-    /// reads.
-    written: Mutex<Vec<u64>>,
     /// Grows with every change that may concern every customer's scores.
     epoch: AtomicU64,
 }
@@ -115,25 +113,20 @@ impl Scores {
     /// Customer `row` or their lines were written (under the snapshot's
     /// write lock).
     pub(crate) fn touched(&self, row: u32) {
-        let mut written = self.written.lock().expect("scores lock");
-        let word = row as usize / 64;
-        if written.len() <= word {
-            written.resize(word + 1, 0);
+        let sheet = self.sheet.read().expect("scores lock");
+        // Rows the sheet does not have are not taken from it anyway.
+        if let Some(word) = sheet
+            .as_ref()
+            .and_then(|s| s.written.get(row as usize / 64))
+        {
+            word.fetch_or(1 << (row % 64), Ordering::Relaxed);
         }
-        written[word] |= 1 << (row % 64);
     }
 
     /// A change that may concern every customer's scores (under the
     /// snapshot's write lock).
     pub(crate) fn everyone_changed(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn was_written(&self, row: u32) -> bool {
-        let written = self.written.lock().expect("scores lock");
-        written
-            .get(row as usize / 64)
-            .is_some_and(|word| word & (1 << (row % 64)) != 0)
     }
 
     /// Writes customer `row`'s scores as the JSON array of `ScoreView`s
@@ -159,7 +152,12 @@ impl Scores {
             return false;
         };
         let i = row as usize;
-        if sheet.models.iter().any(|m| i >= m.band.len()) || self.was_written(row) {
+        if sheet.models.iter().any(|m| i >= m.band.len())
+            || sheet
+                .written
+                .get(i / 64)
+                .is_none_or(|word| word.load(Ordering::Relaxed) & (1 << (row % 64)) != 0)
+        {
             return false;
         }
         let views: Vec<ScoreRef<'_>> = sheet
@@ -267,9 +265,8 @@ impl Scores {
                 models.push(m);
             }
         }
-        let mut sheet = self.sheet.write().expect("scores lock");
-        self.written.lock().expect("scores lock").clear();
-        *sheet = Some(Arc::new(Sheet {
+        let customers = snapshot.customers.len();
+        *self.sheet.write().expect("scores lock") = Some(Arc::new(Sheet {
             generation,
             epoch,
             as_of: snapshot.default_as_of(),
@@ -277,6 +274,9 @@ impl Scores {
             plugins,
             models,
             made: std::time::Instant::now(),
+            written: (0..customers.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }));
     }
 
