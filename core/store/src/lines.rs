@@ -35,8 +35,11 @@ use crate::{Expect, StoreError, UpsertCounts, keys};
 
 /// Most lines in one block (tiny in unit tests, so that they split often).
 const LINES_PER_BLOCK: usize = if cfg!(test) { 8 } else { 256 };
-/// Most entries in one index block.
-const ENTRIES_PER_INDEX_BLOCK: usize = if cfg!(test) { 16 } else { 512 };
+/// Most entries in one index block. Each line written rewrites its index
+/// block whole (about 40 bytes an entry) and each line read by id decodes
+/// it: 64 keeps a single write to a few KB. A store written with bigger
+/// blocks has them split as they are next written.
+const ENTRIES_PER_INDEX_BLOCK: usize = if cfg!(test) { 16 } else { 64 };
 
 /// An item of a block: ordered by `(ts, id)` (index entries use ts 0).
 pub(crate) trait BlockItem: Serialize + DeserializeOwned {
