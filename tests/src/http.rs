@@ -1072,6 +1072,21 @@ fn plugin_calls(api: &Api, id: &str) -> u64 {
         .unwrap()
 }
 
+/// A transaction line of `customer`, of the first product, as JSON.
+fn transaction_line(api: &Api, txn_id: &str, customer: &str) -> Value {
+    let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
+    serde_json::json!({
+        "txn_id": txn_id, "customer_id": customer, "ts": "2025-06-01T10:00:00Z",
+        "sku": products["items"][0]["sku"], "quantity": 40, "amount": "900.00", "cost": "100.00",
+        "channel": "phone", "region": "North"
+    })
+}
+
+fn post_line(api: &Api, line: &Value) {
+    let (status, body, _) = api.write("POST", "/api/v1/transactions", Role::Integrator, None, line);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 /// The 360 as the API serves it from the snapshot, against the same
 /// document read from the store, for `ids`.
 fn assert_360_agrees(api: &Api, ids: &[String], timeline: usize) {
@@ -1277,22 +1292,10 @@ fn writes_leave_the_other_customers_scores_in_use() {
     assert_360_agrees(&api, &all, 20);
 
     // A line: its customer's ranks, and anyone's, may move.
-    let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
-    let sku = products["items"][0]["sku"].as_str().unwrap().to_owned();
-    let line = serde_json::json!({
-        "txn_id": "T-scores-1", "customer_id": all[5], "ts": "2025-06-01T10:00:00Z",
-        "sku": sku, "quantity": 40, "amount": "9000.00", "cost": "100.00",
-        "channel": "phone", "region": "North"
-    });
-    let (status, body, _) = api.write(
-        "POST",
-        "/api/v1/transactions",
-        Role::Integrator,
-        None,
-        &line,
-    );
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let line = transaction_line(&api, "T-scores-1", &all[5]);
+    post_line(&api, &line);
     assert_360_agrees(&api, &all, 20);
+    let sku = line["sku"].as_str().unwrap();
 
     // A product concerns everyone: every score from the plugin.
     let (_, mut product) = api.get(&format!("/api/v1/products/{sku}"), Role::Viewer);
@@ -1578,20 +1581,8 @@ fn segments_follow_lines_added_moved_and_deleted() {
         panic!("{id} in movers-buying should be {member}: {view}");
     };
     wait_for("C9700001", false);
-    let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
-    let mut line = serde_json::json!({
-        "txn_id": "T-mover-1", "customer_id": "C9700001", "ts": "2025-06-01T10:00:00Z",
-        "sku": products["items"][0]["sku"], "quantity": 1, "amount": "10.00", "cost": "5.00",
-        "channel": "phone", "region": "North"
-    });
-    let (status, body, _) = api.write(
-        "POST",
-        "/api/v1/transactions",
-        Role::Integrator,
-        None,
-        &line,
-    );
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut line = transaction_line(&api, "T-mover-1", "C9700001");
+    post_line(&api, &line);
     wait_for("C9700001", true);
     wait_for("C9700002", false);
 
