@@ -233,6 +233,14 @@ impl Store for SledStore {
         }
     }
 
+    fn line_customer(&self, kind: EntityKind, id: &str) -> Result<Option<String>, StoreError> {
+        match kind {
+            EntityKind::Transaction => self.transactions.customer_of(id),
+            EntityKind::Interaction => self.interactions.customer_of(id),
+            _ => Ok(None),
+        }
+    }
+
     fn upsert(&self, records: Vec<Record>) -> Result<UpsertCounts, StoreError> {
         let mut customers = Vec::new();
         let mut products = Vec::new();

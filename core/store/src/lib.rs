@@ -49,6 +49,11 @@ pub trait Store: Send + Sync {
 
     fn contains(&self, kind: EntityKind, id: &str) -> Result<bool, StoreError>;
 
+    /// The customer of the transaction or interaction `id`, from the index
+    /// alone (without reading the line); `None` if there is no such line
+    /// (or `kind` is not a kind of line).
+    fn line_customer(&self, kind: EntityKind, id: &str) -> Result<Option<String>, StoreError>;
+
     /// Inserts or replaces records by id. Records of each kind are applied
     /// atomically, in dependency order (customers before their lines).
     /// References (a line's customer, sku, campaign) must exist. Not durable

@@ -644,6 +644,11 @@ impl<L: Line> LineTree<L> {
         Ok(self.locate(id)?.is_some())
     }
 
+    /// The customer of line `id`, from the index.
+    pub(crate) fn customer_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.locate(id)?.map(|entry| entry.customer))
+    }
+
     /// A customer's lines in (ts, id) order.
     pub(crate) fn of_customer(&self, customer: &str) -> Result<Vec<L>, StoreError> {
         let history: History<L::Stored> = History::read(&self.tree, customer)?;

@@ -521,6 +521,14 @@ fn single_writes_and_deletes_are_audited_and_keep_references() {
         store.put_line(line, crate::Expect::New, &alice),
         Err(StoreError::Conflict(_))
     ));
+    let customer_of = |kind, id| store.line_customer(kind, id).unwrap();
+    assert_eq!(
+        customer_of(EntityKind::Transaction, "T900").as_deref(),
+        Some("Z9")
+    );
+    assert_eq!(customer_of(EntityKind::Interaction, "T900"), None);
+    assert_eq!(customer_of(EntityKind::Transaction, "T899"), None);
+    assert_eq!(customer_of(EntityKind::Customer, "Z9"), None);
     let missing = Record::Transaction(txn("T901", "NOBODY", 1_700_000_000, 1));
     assert!(matches!(
         store.put_line(missing, crate::Expect::New, &alice),

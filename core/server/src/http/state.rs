@@ -407,10 +407,7 @@ impl AppState {
         if !matches!(record, Record::Transaction(_) | Record::Interaction(_)) {
             return self.commit(begun, record, expect, actor).await.map(Some);
         }
-        let old_customer = self
-            .store
-            .get(record.kind(), record.id())?
-            .map(|r| line_customer(&r).to_owned());
+        let old_customer = self.store.line_customer(record.kind(), record.id())?;
         self.store.put_line(record.clone(), expect, &actor)?;
         let customer = line_customer(&record).to_owned();
         self.pending
