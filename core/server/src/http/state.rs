@@ -358,10 +358,11 @@ impl AppState {
 
     /// Works every customer's plugin scores out again if the snapshot, the
     /// R, F and M ranks or the plugins changed since, once writes have
-    /// paused for `SCORES_AFTER_QUIET` (`set_scores_quiet`), or `SCORES_AT_LEAST_EVERY` after the
-    /// last time if they never do (working them out takes both cores for a
-    /// second or two at 1M customers: not after every write; until then,
-    /// the 360 calls the plugins itself for the customers written since).
+    /// paused for `SCORES_AFTER_QUIET` (`set_scores_quiet`), or
+    /// `SCORES_AT_LEAST_EVERY` after the last time if they never do
+    /// (working them out takes both cores for a second or two at 1M
+    /// customers: not after every write; until then, the 360 calls the
+    /// plugins itself for the customers written since).
     pub(crate) fn refresh_scores(&self) {
         let quiet = (self.started.elapsed().as_millis() as u64)
             .saturating_sub(self.changed_at.load(Ordering::Acquire));
