@@ -1072,6 +1072,19 @@ fn plugin_calls(api: &Api, id: &str) -> u64 {
         .unwrap()
 }
 
+/// Reads the record at `uri`, changes it with `edit`, and writes it back
+/// with its revision as If-Match.
+fn edit_record(api: &Api, uri: &str, role: Role, edit: impl FnOnce(&mut Value)) {
+    let (status, mut record) = api.get(uri, Role::Viewer);
+    assert_eq!(status, StatusCode::OK, "{record}");
+    let revision = record["revision"].as_u64().unwrap();
+    record.as_object_mut().unwrap().remove("revision");
+    edit(&mut record);
+    let if_match = format!("\"{revision}\"");
+    let (status, body, _) = api.write("PUT", uri, role, Some(&if_match), &record);
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// A transaction line of `customer`, of the first product, as JSON.
 fn transaction_line(api: &Api, txn_id: &str, customer: &str) -> Value {
     let (_, products) = api.get("/api/v1/products?limit=1", Role::Viewer);
@@ -1264,20 +1277,15 @@ fn writes_leave_the_other_customers_scores_in_use() {
 
     // One customer written: their scores from the plugin, the others' not.
     let written = &all[3];
-    let before = view(written);
-    let revision = before["customer"]["revision"].as_u64().unwrap();
-    let mut record = before["customer"].clone();
-    record.as_object_mut().unwrap().remove("revision");
-    record["attributes"]["monthly_quota"] = 9_999.into();
-    record["attributes"]["business_district"] = "school".into();
-    let (status, body, _) = api.write(
-        "PUT",
+    edit_record(
+        &api,
         &format!("/api/v1/customers/{written}"),
         Role::Agent,
-        Some(&format!("\"{revision}\"")),
-        &record,
+        |record| {
+            record["attributes"]["monthly_quota"] = 9_999.into();
+            record["attributes"]["business_district"] = "school".into();
+        },
     );
-    assert_eq!(status, StatusCode::OK, "{body}");
     let calls = plugin_calls(&api, plugin);
     view(written);
     assert_eq!(plugin_calls(&api, plugin), calls + 1, "the written one's");
@@ -1298,18 +1306,12 @@ fn writes_leave_the_other_customers_scores_in_use() {
     let sku = line["sku"].as_str().unwrap();
 
     // A product concerns everyone: every score from the plugin.
-    let (_, mut product) = api.get(&format!("/api/v1/products/{sku}"), Role::Viewer);
-    let revision = product["revision"].as_u64().unwrap();
-    product.as_object_mut().unwrap().remove("revision");
-    product["name"] = "Renamed".into();
-    let (status, body, _) = api.write(
-        "PUT",
+    edit_record(
+        &api,
         &format!("/api/v1/products/{sku}"),
         Role::Admin,
-        Some(&format!("\"{revision}\"")),
-        &product,
+        |product| product["name"] = "Renamed".into(),
     );
-    assert_eq!(status, StatusCode::OK, "{body}");
     let calls = plugin_calls(&api, plugin);
     view(&all[0]);
     assert_eq!(
