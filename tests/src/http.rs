@@ -490,6 +490,18 @@ fn customer(id: &str, name: &str) -> Value {
     })
 }
 
+/// Creates customer `id` named `name`, as an agent.
+fn add_customer(api: &Api, id: &str, name: &str) {
+    let (status, body, _) = api.write(
+        "POST",
+        "/api/v1/customers",
+        Role::Agent,
+        None,
+        &customer(id, name),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 #[test]
 fn customers_are_created_and_replaced_with_optimistic_concurrency() {
     let api = Api::new();
@@ -836,14 +848,7 @@ fn customers_are_listed_filtered_searched_sorted_and_paged() {
     assert!(joined.windows(2).all(|w| w[0] >= w[1]), "{joined:?}");
     // Search: accents and case ignored, Chinese names by their characters.
     for (id, name) in [("C9100001", "Wümpel Núñez"), ("C9100002", "王饕餮")] {
-        let (status, body, _) = api.write(
-            "POST",
-            "/api/v1/customers",
-            Role::Agent,
-            None,
-            &customer(id, name),
-        );
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        add_customer(&api, id, name);
     }
     for (q, want) in [
         ("wumpel", "C9100001"),
@@ -1545,14 +1550,7 @@ fn segments_are_tested_saved_explained_and_audited() {
 fn segments_follow_lines_added_moved_and_deleted() {
     let api = Api::new();
     for (id, name) in [("C9700001", "Mover A"), ("C9700002", "Mover B")] {
-        let (status, body, _) = api.write(
-            "POST",
-            "/api/v1/customers",
-            Role::Agent,
-            None,
-            &customer(id, name),
-        );
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        add_customer(&api, id, name);
     }
     let seg = serde_json::json!({
         "script": "(c.name == \"Mover A\" || c.name == \"Mover B\") && c.lines > 0"
