@@ -584,17 +584,15 @@ impl AppState {
                 .store
                 .delete(kind, id, expect, &actor)
                 .map_err(|e| stale(e, expect))?;
-            if let Some(Record::Transaction(t)) = &deleted {
-                refresh_lines(&*self.store, &mut data, kind, t.customer_id.as_str())?;
-                self.lines_changed();
-            }
-            if let Some(Record::Interaction(i)) = &deleted {
-                refresh_lines(&*self.store, &mut data, kind, i.customer_id.as_str())?;
-            }
-            if let Some(line @ (Record::Transaction(_) | Record::Interaction(_))) = &deleted
-                && let Some(row) = data.work.snapshot.customers.find(line_customer(line))
-            {
-                self.customer_changed(row);
+            if let Some(line @ (Record::Transaction(_) | Record::Interaction(_))) = &deleted {
+                let customer = line_customer(line);
+                refresh_lines(&*self.store, &mut data, kind, customer)?;
+                if matches!(line, Record::Transaction(_)) {
+                    self.lines_changed();
+                }
+                if let Some(row) = data.work.snapshot.customers.find(customer) {
+                    self.customer_changed(row);
+                }
             }
             deleted
         };
