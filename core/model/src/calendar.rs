@@ -238,6 +238,15 @@ fn ymd_text(date: Date, out: &mut [u8; 10]) -> bool {
     true
 }
 
+impl Date {
+    /// The text form `YYYY-MM-DD` as bytes, for years 0 to 9999 (`None`
+    /// beyond, where `Display` writes it with more digits).
+    pub fn text(self) -> Option<[u8; 10]> {
+        let mut out = [0u8; 10];
+        ymd_text(self, &mut out).then_some(out)
+    }
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut text = [0u8; 10];
@@ -265,6 +274,15 @@ fn timestamp_text(ts: Timestamp, text: &mut [u8; 20]) -> bool {
     put_digits(&mut text[17..19], s % 60);
     text[19] = b'Z';
     true
+}
+
+impl Timestamp {
+    /// The text form `YYYY-MM-DDTHH:MM:SSZ` as bytes, for years 0 to 9999
+    /// (`None` beyond, where `Display` writes it with more digits).
+    pub fn text(self) -> Option<[u8; 20]> {
+        let mut out = [0u8; 20];
+        timestamp_text(self, &mut out).then_some(out)
+    }
 }
 
 impl fmt::Display for Timestamp {

@@ -77,12 +77,16 @@ pub struct Tokens {
     store: Arc<dyn Store>,
     /// Tokens seen, by hash: the store is read once per token, not per
     /// request. Only tokens that exist are kept; a revoke clears it.
-    known: std::sync::RwLock<std::collections::HashMap<String, (String, Role)>>,
+    known: std::sync::RwLock<std::collections::HashMap<[u8; 32], (Arc<str>, Role)>>,
 }
 
 /// The SHA-256 of `text` in hex: how tokens (and console sessions) are kept.
 pub(crate) fn hash(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    hex::encode(digest(text))
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// `bytes` random bytes in hex.
@@ -138,15 +142,15 @@ impl Tokens {
     }
 
     /// The name and role of `token`, if it is one.
-    pub fn who(&self, token: &str) -> Result<Option<(String, Role)>> {
-        let key = hash(token);
+    pub fn who(&self, token: &str) -> Result<Option<(Arc<str>, Role)>> {
+        let key = digest(token);
         if let Some(hit) = self.known.read().expect("token cache").get(&key) {
             return Ok(Some(hit.clone()));
         }
-        Ok(match self.store.definition(SPACE, &key)? {
+        Ok(match self.store.definition(SPACE, &hex::encode(key))? {
             Some(rev) => {
                 let s: Stored = serde_json::from_str(&rev.body)?;
-                let who = (s.name, s.role);
+                let who = (Arc::from(s.name), s.role);
                 self.known
                     .write()
                     .expect("token cache")

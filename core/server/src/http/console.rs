@@ -175,7 +175,7 @@ pub(super) fn caller_of_session(
     Some(Ok(caller))
 }
 
-fn who(state: &AppState, subject: &Subject) -> Option<(String, Role)> {
+fn who(state: &AppState, subject: &Subject) -> Option<(Arc<str>, Role)> {
     match subject {
         Subject::Token(t) => state.tokens.who(t).ok().flatten(),
         Subject::User(name) => state
@@ -183,7 +183,7 @@ fn who(state: &AppState, subject: &Subject) -> Option<(String, Role)> {
             .role_of(name)
             .ok()
             .flatten()
-            .map(|role| (name.clone(), role)),
+            .map(|role| (Arc::from(name.as_str()), role)),
     }
 }
 
@@ -266,7 +266,11 @@ pub(crate) async fn sign_in(
     let (id, csrf) = state.sessions.start(subject)?;
     let mut response = (
         StatusCode::CREATED,
-        axum::Json(SessionInfo { name, role, csrf }),
+        axum::Json(SessionInfo {
+            name: name.to_string(),
+            role,
+            csrf,
+        }),
     )
         .into_response();
     response.headers_mut().insert(
@@ -286,7 +290,7 @@ pub(crate) async fn current(
         session_of(&state, &headers)
             .and_then(Result::ok)
             .map(|(caller, csrf)| SessionInfo {
-                name: caller.name,
+                name: caller.name.to_string(),
                 role: caller.role,
                 csrf,
             }),
@@ -578,7 +582,7 @@ pub(crate) async fn delete_user(
     Path(UserPath { name }): Path<UserPath>,
 ) -> Result<NoContent, Problem> {
     super::require(&caller, &[], "manage users")?;
-    if caller.user && caller.name == name {
+    if caller.user && *caller.name == *name {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "Cannot remove yourself",

@@ -10,7 +10,9 @@
 //! flight, and flush the store.
 
 pub mod console;
+mod front;
 mod imports;
+mod json;
 mod live;
 mod log;
 mod plugins;
@@ -26,7 +28,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
@@ -34,14 +35,15 @@ use aide::openapi::OpenApi;
 use aide::transform::TransformOperation;
 use analysis::Snapshot;
 use anyhow::{Context as _, Result};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Transaction};
 use store::Store;
 
+pub use log::LogGuard;
 pub use problem::Problem;
 pub use state::AppState;
 
@@ -59,7 +61,7 @@ pub struct Metrics {
     /// By route, then status: requests and seconds.
     requests: Mutex<std::collections::HashMap<String, ByStatus>>,
     in_flight: AtomicU64,
-    ids: RequestIds,
+    ids: front::RequestIds,
 }
 
 impl Metrics {
@@ -75,43 +77,11 @@ impl Metrics {
     }
 }
 
-/// Request ids: a random prefix drawn when the server starts and a
-/// sequence number (`9f3c51e2a07b4d18-000000000042`), unique across
-/// restarts without a call for random bytes per request.
-struct RequestIds {
-    prefix: u64,
-    next: AtomicU64,
-}
-
-impl Default for RequestIds {
-    fn default() -> RequestIds {
-        use std::hash::BuildHasher;
-        // std's hasher keys are drawn from the system's random source.
-        let prefix = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-        RequestIds {
-            prefix,
-            next: AtomicU64::new(1),
-        }
-    }
-}
-
-impl RequestIds {
-    fn next(&self) -> HeaderValue {
-        use std::io::Write;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 64];
-        let mut out = &mut id[..];
-        let _ = write!(out, "{:016x}-{n:012}", self.prefix);
-        let len = 64 - out.len();
-        HeaderValue::from_bytes(&id[..len]).expect("hex digits and a dash")
-    }
-}
-
 /// Who sent the request (the token's or the user's name, and the role),
 /// set by the authentication layer.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub name: String,
+    pub name: Arc<str>,
     pub role: Role,
     /// Signed in as a user (with a password) rather than with a token.
     pub user: bool,
@@ -129,67 +99,6 @@ pub struct Options {
     /// Mark the console's session cookie Secure (served over HTTPS by a
     /// proxy in front).
     pub secure_cookies: bool,
-}
-
-async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if let Some(ip) = peer
-        && state.too_many_failures(ip)
-    {
-        return too_many().into_response();
-    }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = match token {
-        None => match console::caller_of_session(&state, request.headers(), request.method()) {
-            Some(Ok(caller)) => Ok(caller),
-            // An ended session or a missing CSRF token is not a guess.
-            Some(Err(problem)) => return problem.into_response(),
-            None => Err(
-                "give a token as `Authorization: Bearer TOKEN` (crm token create makes one), or sign in with POST /api/v1/session",
-            ),
-        },
-        Some(value) => match value.strip_prefix("Bearer ") {
-            None => Err("give a token as `Authorization: Bearer TOKEN`"),
-            Some(t) => state
-                .tokens
-                .who(t)
-                .ok()
-                .flatten()
-                .map(|(name, role)| Caller {
-                    name,
-                    role,
-                    user: false,
-                })
-                .ok_or("the token is not known (or was revoked)"),
-        },
-    };
-    match caller {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(why) => {
-            if let Some(ip) = peer {
-                state.failed(ip);
-            }
-            let mut response =
-                Problem::new(StatusCode::UNAUTHORIZED, "Not signed in", why).into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
 }
 
 /// The answer to an address that failed to sign in too often.
@@ -220,6 +129,20 @@ pub fn customer_360_both_ways(
     (memory, store)
 }
 
+/// The customer 360 of `id` as the API answers it from the snapshot, with
+/// `timeline` entries; `None` where it would read the store instead.
+#[doc(hidden)]
+pub fn customer_360_json(state: &AppState, id: &str, timeline: usize) -> Option<Vec<u8>> {
+    work::view_from_memory(state, id, timeline).map(|(_, json)| json)
+}
+
+/// Whether the saved segments' memberships are built (the 360 names a
+/// customer's segments from then on).
+#[doc(hidden)]
+pub fn memberships_built(state: &AppState) -> bool {
+    state.segments_of(0).is_some()
+}
+
 /// Whether every customer's plugin scores are worked out for the snapshot
 /// as it is (the 360 then takes them from there).
 #[doc(hidden)]
@@ -242,34 +165,6 @@ pub fn require(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), Prob
             format!("a token of role {} may not {what}", caller.role.as_str()),
         ))
     }
-}
-
-const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-
-/// Counts, times and logs every request under its id (`x-request-id`,
-/// the client's if it sent one), which the response carries too.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .cloned();
-    let id = match request.headers().get(X_REQUEST_ID) {
-        Some(given) => given.clone(),
-        None => state.metrics.ids.next(),
-    };
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let mut response = next.run(request).await;
-    state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let seconds = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
-    state.metrics.record(route, status, seconds);
-    let text = id.to_str().unwrap_or("-");
-    tracing::info!(request_id = %text, %method, route = %route, status, ms = seconds * 1000.0, "request");
-    response.headers_mut().insert(X_REQUEST_ID, id);
-    response
 }
 
 async fn healthz() -> &'static str {
@@ -455,6 +350,12 @@ fn record_routes<T: records::Entity>(
     )
 }
 
+/// The limit of the routes that take uploads (plugin packages, CSV files)
+/// instead of axum's 2 MiB; `front` cuts every body off there.
+fn uploads() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(imports::MAX_UPLOAD)
+}
+
 /// The whole application.
 pub fn router(state: Arc<AppState>) -> Router {
     aide::generate::on_error(|e| tracing::warn!(%e, "OpenAPI generation"));
@@ -563,13 +464,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .api_route(
             "/api/v1/plugins",
             get_with(plugins::list, doc("List plugins", "The installed plugins: version, state, failures, hooks and fields."))
-                .post_with(plugins::install, doc("Install a plugin", "Installs and enables a plugin from an uploaded package: a tar.gz of its directory (plugin.toml, the component, its schemas), sent as application/gzip. The segments it ships are added.")),
+                .post_with(plugins::install, doc("Install a plugin", "Installs and enables a plugin from an uploaded package: a tar.gz of its directory (plugin.toml, the component, its schemas), sent as application/gzip. The segments it ships are added."))
+                .layer(uploads()),
         )
         .api_route(
             "/api/v1/plugins/{id}",
             get_with(plugins::get, doc("Read a plugin", "One installed plugin."))
                 .put_with(plugins::upgrade, doc("Upgrade a plugin", "Replaces the plugin with a newer version from an uploaded package (application/gzip)."))
-                .delete_with(plugins::remove, doc("Remove a plugin", "Uninstalls the plugin; the values of its fields stay in the customers' attributes.")),
+                .delete_with(plugins::remove, doc("Remove a plugin", "Uninstalls the plugin; the values of its fields stay in the customers' attributes."))
+                .layer(uploads()),
         )
         .api_route(
             "/api/v1/plugins/{id}/enable",
@@ -594,7 +497,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .api_route(
             "/api/v1/imports",
             get_with(imports::list, doc("List imports", "The import jobs since the server started, newest first."))
-                .post_with(imports::start, doc("Start an import", "Uploads CSV files (multipart/form-data; customers.csv, products.csv, campaigns.csv, transactions.csv, interactions.csv) and imports them in the background; 202 with the job to follow.")),
+                .post_with(imports::start, doc("Start an import", "Uploads CSV files (multipart/form-data; customers.csv, products.csv, campaigns.csv, transactions.csv, interactions.csv) and imports them in the background; 202 with the job to follow."))
+                .layer(uploads()),
         )
         .api_route(
             "/api/v1/imports/{id}",
@@ -665,10 +569,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );
     let api = api
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            authenticate,
-        ))
         .api_route(
             "/api/v1/session",
             aide::axum::routing::post_with(console::sign_in, |op| {
@@ -750,11 +650,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/schemas/{name}", axum::routing::get(schema_file))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            imports::MAX_UPLOAD,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(imports::MAX_UPLOAD))
+        .layer(front::Front {
+            state: Arc::clone(&state),
+        })
         .with_state(state)
 }
 
@@ -770,6 +668,25 @@ async fn schema_file(axum::extract::Path(name): axum::extract::Path<String>) -> 
     }
 }
 
+/// Sends the process's log lines (`RUST_LOG`, `info` by default) to `out`,
+/// in batches written by a thread of their own (log.rs), until the guard
+/// is dropped; what is left is written then. `ansi` colours them.
+pub fn logging(out: Box<dyn std::io::Write + Send>, ansi: bool) -> LogGuard {
+    let (writer, guard) = log::LogBuffer::new(out);
+    let installed = tracing_subscriber::fmt()
+        .with_writer(writer.clone())
+        .with_ansi(ansi)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init()
+        .is_ok();
+    if installed && !ansi {
+        writer.take_requests();
+    }
+    guard
+}
+
 /// Serves the store at `db` on `addr` until SIGINT or SIGTERM.
 pub fn serve(
     db: &Path,
@@ -779,16 +696,10 @@ pub fn serve(
     options: Options,
 ) -> Result<()> {
     let addr = options.addr;
-    // Log lines are written by a thread of their own, in batches (log.rs);
-    // `log` writes what is left when dropped.
-    let (writer, log) = log::LogBuffer::new(Box::new(std::io::stderr()));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
+    let log = logging(
+        Box::new(std::io::stderr()),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let state = AppState::new(Arc::clone(&store), snapshot, plugins)?;
     state.set_failed_sign_ins(options.failed_sign_ins);
     state.set_secure_cookies(options.secure_cookies);

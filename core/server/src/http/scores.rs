@@ -21,23 +21,7 @@ use std::sync::{Arc, RwLock};
 use analysis::snapshot::{Dict, Snapshot, Strings};
 use plugin_host::{LoadedPlugin, Registry};
 
-/// `ScoreView`, borrowed from the sheet.
-#[derive(serde::Serialize)]
-struct ScoreRef<'a> {
-    plugin: &'a str,
-    model: &'a str,
-    value: f64,
-    band: &'a str,
-    reasons: Vec<ReasonRef<'a>>,
-}
-
-/// `ReasonView`, borrowed from the sheet.
-#[derive(serde::Serialize)]
-struct ReasonRef<'a> {
-    feature: &'a str,
-    weight: f64,
-    detail: &'a str,
-}
+use super::json::Json;
 
 /// The scores of one model for every customer, as columns.
 struct ModelScores {
@@ -160,25 +144,44 @@ impl Scores {
         {
             return false;
         }
-        let views: Vec<ScoreRef<'_>> = sheet
+        // `Vec<ScoreView>` as its derived `Serialize` writes it.
+        let mut json = Json(std::mem::take(out));
+        json.raw("[");
+        for (n, m) in sheet
             .models
             .iter()
             .filter(|m| m.band[i] != NONE)
-            .map(|m| ScoreRef {
-                plugin: &m.plugin,
-                model: &m.model,
-                value: m.value[i],
-                band: m.bands.get(m.band[i]),
-                reasons: (m.reason_start[i] as usize..m.reason_start[i + 1] as usize)
-                    .map(|r| ReasonRef {
-                        feature: m.features.get(m.reason_feature[r]),
-                        weight: m.reason_weight[r],
-                        detail: m.reason_detail.get(r),
-                    })
-                    .collect(),
-            })
-            .collect();
-        serde_json::to_writer(out, &views).is_ok()
+            .enumerate()
+        {
+            if n > 0 {
+                json.raw(",");
+            }
+            json.raw("{\"plugin\":");
+            json.text(&m.plugin);
+            json.raw(",\"model\":");
+            json.text(&m.model);
+            json.raw(",\"value\":");
+            json.f64(m.value[i]);
+            json.raw(",\"band\":");
+            json.text(m.bands.get(m.band[i]));
+            json.raw(",\"reasons\":[");
+            for r in m.reason_start[i] as usize..m.reason_start[i + 1] as usize {
+                if r > m.reason_start[i] as usize {
+                    json.raw(",");
+                }
+                json.raw("{\"feature\":");
+                json.text(m.features.get(m.reason_feature[r]));
+                json.raw(",\"weight\":");
+                json.f64(m.reason_weight[r]);
+                json.raw(",\"detail\":");
+                json.text(m.reason_detail.get(r));
+                json.raw("}");
+            }
+            json.raw("]}");
+        }
+        json.raw("]");
+        *out = json.0;
+        true
     }
 
     /// How long ago the sheet was worked out; `None` if there is none.

@@ -576,9 +576,12 @@ pub(crate) async fn ping(
         .definition(SPACE, &name)?
         .ok_or_else(|| Problem::not_found(format!("no webhook '{name}'")))?;
     let sub: Subscription = serde_json::from_str(&rev.body).map_err(Problem::internal)?;
-    state
-        .webhooks
-        .queue(&name, &sub, "ping", serde_json::json!({"by": caller.name}));
+    state.webhooks.queue(
+        &name,
+        &sub,
+        "ping",
+        serde_json::json!({"by": &*caller.name}),
+    );
     Ok(Accepted {
         location: Some(format!("/api/v1/webhooks/{name}/deliveries")),
         body: Queued { queued: true },

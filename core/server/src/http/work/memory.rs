@@ -4,29 +4,14 @@
 //! store path gives (`CustomerView`), field for field; a test compares the
 //! two on every customer of a data set.
 
+use analysis::Metrics;
 use analysis::snapshot::{NO_DAY, NO_TS, NONE, Snapshot};
 use model::{
     AcquisitionChannel, Date, Department, Gender, InteractionKind, Money, SalesChannel, Timestamp,
     Topic,
 };
-use serde::Serialize;
-use serde_json::value::RawValue;
 
-/// `model::Customer` with its revision, as `Revised<Customer>` writes it.
-#[derive(Serialize)]
-struct CustomerRow<'a> {
-    revision: u64,
-    customer_id: &'a str,
-    name: &'a str,
-    gender: Gender,
-    birth_date: Option<Date>,
-    region: &'a str,
-    city: &'a str,
-    channel: AcquisitionChannel,
-    joined_at: Date,
-    tier: &'a str,
-    attributes: &'a RawValue,
-}
+use crate::http::json::Json;
 
 /// The 360 of snapshot row `row` as JSON, with the newest `limit` entries
 /// of its timeline; `None` if a column holds a code the model does not
@@ -35,26 +20,13 @@ pub(super) fn view_json(
     s: &Snapshot,
     row: u32,
     limit: usize,
-    metrics: analysis::Metrics,
+    metrics: Metrics,
     scores: &[u8],
     segments: Option<Vec<String>>,
 ) -> Option<Vec<u8>> {
     let c = &s.customers;
     let i = row as usize;
     let customer_id = c.ids.get(i);
-    let customer = CustomerRow {
-        revision: c.revision[i],
-        customer_id,
-        name: c.names.get(i),
-        gender: Gender::from_index(c.gender[i])?,
-        birth_date: (c.birth[i] != NO_DAY).then(|| Date::from_days(c.birth[i])),
-        region: s.dicts.region.get(c.region[i]),
-        city: s.dicts.city.get(c.city[i]),
-        channel: AcquisitionChannel::from_index(c.channel[i])?,
-        joined_at: Date::from_days(c.joined[i]),
-        tier: s.dicts.tier.get(c.tier[i]),
-        attributes: serde_json::from_str(c.attributes.get(i)).ok()?,
-    };
     let txns = s.txns.of(row);
     let contacts = s.interactions.of(row);
     // Newest first; lines of the same time in the order the store gives
@@ -81,15 +53,56 @@ pub(super) fn view_json(
     order.sort_unstable();
     let product = |code: u32| (code != NONE).then(|| s.products.skus[code as usize].as_str());
 
-    let mut out = Json(Vec::with_capacity(1024 + 256 * shown));
-    out.raw("{\"customer\":");
-    out.value(&customer)?;
-    out.raw(",\"metrics\":");
-    out.value(&metrics)?;
+    let mut out = Json::with_capacity(1024 + 256 * shown);
+    // `Revised<Customer>`: the revision, then the record's fields.
+    out.raw("{\"customer\":{\"revision\":");
+    out.u64(c.revision[i]);
+    out.raw(",\"customer_id\":");
+    out.text(customer_id);
+    // The id as written, for every entry of the timeline.
+    let id_json = out.0.len() - customer_id.len() - 2..out.0.len();
+    let id_json = out.0[id_json].to_vec();
+    out.raw(",\"name\":");
+    out.text(c.names.get(i));
+    out.raw(",\"gender\":");
+    out.word(Gender::from_index(c.gender[i])?.as_str());
+    out.raw(",\"birth_date\":");
+    out.opt(
+        (c.birth[i] != NO_DAY).then(|| Date::from_days(c.birth[i])),
+        Json::date,
+    );
+    out.raw(",\"region\":");
+    out.text(s.dicts.region.get(c.region[i]));
+    out.raw(",\"city\":");
+    out.text(s.dicts.city.get(c.city[i]));
+    out.raw(",\"channel\":");
+    out.word(AcquisitionChannel::from_index(c.channel[i])?.as_str());
+    out.raw(",\"joined_at\":");
+    out.date(Date::from_days(c.joined[i]));
+    out.raw(",\"tier\":");
+    out.text(s.dicts.tier.get(c.tier[i]));
+    out.raw(",\"attributes\":");
+    // Checked JSON, kept as given; serde_json's raw value drops the white
+    // space around it.
+    out.raw(c.attributes.get(i).trim_matches([' ', '\t', '\n', '\r']));
+    out.raw("},\"metrics\":");
+    write_metrics(&mut out, &metrics);
     out.raw(",\"scores\":");
-    out.0.extend_from_slice(scores);
+    out.raw_bytes(scores);
     out.raw(",\"segments\":");
-    out.value(&segments)?;
+    match &segments {
+        None => out.raw("null"),
+        Some(names) => {
+            out.raw("[");
+            for (n, name) in names.iter().enumerate() {
+                if n > 0 {
+                    out.raw(",");
+                }
+                out.text(name);
+            }
+            out.raw("]");
+        }
+    }
     out.raw(",\"timeline\":[");
     let mut id = String::with_capacity(32);
     for (n, (_, kind, k)) in order.into_iter().enumerate() {
@@ -110,82 +123,146 @@ pub(super) fn view_json(
             )
         };
         out.raw(head);
-        out.value(id.as_str())?;
+        out.text(&id);
         out.raw(",\"customer_id\":");
-        out.value(customer_id)?;
+        out.raw_bytes(&id_json);
         out.raw(",\"ts\":");
-        out.value(&Timestamp::from_seconds(ts))?;
+        out.timestamp(Timestamp::from_seconds(ts));
         if kind == 0 {
             out.raw(",\"sku\":");
-            out.value(product(txns.product[k])?)?;
+            out.text(product(txns.product[k])?);
             out.raw(",\"quantity\":");
-            out.value(&txns.quantity[k])?;
+            out.i64(txns.quantity[k].into());
             out.raw(",\"amount\":");
-            out.value(&Money::from_cents(txns.amount[k]))?;
+            out.money(Money::from_cents(txns.amount[k]));
             out.raw(",\"cost\":");
-            out.value(&Money::from_cents(txns.cost[k]))?;
+            out.money(Money::from_cents(txns.cost[k]));
             out.raw(",\"channel\":");
             out.word(SalesChannel::from_index(txns.channel[k])?.as_str());
             out.raw(",\"region\":");
-            out.value(s.dicts.sale_region.get(txns.region[k]))?;
+            out.text(s.dicts.sale_region.get(txns.region[k]));
         } else {
             out.raw(",\"kind\":");
             out.word(InteractionKind::from_index(contacts.kind[k])?.as_str());
             out.raw(",\"department\":");
             out.word(Department::from_index(contacts.department[k])?.as_str());
             out.raw(",\"sku\":");
-            out.value(&product(contacts.product[k]))?;
+            out.opt_text(product(contacts.product[k]));
             out.raw(",\"rep\":");
-            out.value(&(contacts.rep[k] != NONE).then(|| s.dicts.rep.get(contacts.rep[k])))?;
+            out.opt_text((contacts.rep[k] != NONE).then(|| s.dicts.rep.get(contacts.rep[k])));
             out.raw(",\"region\":");
-            out.value(s.dicts.contact_region.get(contacts.region[k]))?;
+            out.text(s.dicts.contact_region.get(contacts.region[k]));
             out.raw(",\"topic\":");
             match contacts.topic[k] {
                 u8::MAX => out.raw("null"),
                 t => out.word(Topic::from_index(t)?.as_str()),
             }
             out.raw(",\"resolved_ts\":");
-            out.value(
-                &(contacts.resolved[k] != NO_TS)
+            out.opt(
+                (contacts.resolved[k] != NO_TS)
                     .then(|| Timestamp::from_seconds(contacts.resolved[k])),
-            )?;
+                Json::timestamp,
+            );
             out.raw(",\"rating\":");
-            out.value(&(contacts.rating[k] != 0).then_some(contacts.rating[k]))?;
+            out.opt(
+                (contacts.rating[k] != 0).then_some(contacts.rating[k].into()),
+                Json::u64,
+            );
             out.raw(",\"campaign_id\":");
             match contacts.campaign[k] {
                 NONE => out.raw("null"),
-                code => out.value(s.campaigns.get(code as usize)?.id.as_str())?,
+                code => out.text(s.campaigns.get(code as usize)?.id.as_str()),
             }
         }
         out.raw("}");
     }
     out.raw("],\"timeline_more\":");
-    out.value(&((total - shown) as u64))?;
+    out.u64((total - shown) as u64);
     out.raw("}");
     Some(out.0)
 }
 
-/// JSON written piece by piece: the document's fixed parts (braces, keys)
-/// as they are, values through serde_json. A timeline entry has ten to
-/// thirteen keys; written through a derived `Serialize`, each key is
-/// escaped anew on every entry.
-struct Json(Vec<u8>);
+/// `analysis::Metrics` as its derived `Serialize` writes it.
+pub(super) fn write_metrics(out: &mut Json, m: &Metrics) {
+    out.raw("{\"revenue\":");
+    out.money(m.revenue);
+    out.raw(",\"cost\":");
+    out.money(m.cost);
+    out.raw(",\"margin\":");
+    out.money(m.margin);
+    out.raw(",\"lines\":");
+    out.u64(m.lines.into());
+    out.raw(",\"baskets\":");
+    out.u64(m.baskets.into());
+    out.raw(",\"first_purchase\":");
+    out.opt(m.first_purchase, Json::date);
+    out.raw(",\"last_purchase\":");
+    out.opt(m.last_purchase, Json::date);
+    out.raw(",\"recency_days\":");
+    out.opt(m.recency_days, Json::i64);
+    out.raw(",\"avg_interbasket_days\":");
+    out.opt(m.avg_interbasket_days, Json::f64);
+    out.raw(",\"r\":");
+    out.opt(m.r.map(u64::from), Json::u64);
+    out.raw(",\"f\":");
+    out.opt(m.f.map(u64::from), Json::u64);
+    out.raw(",\"m\":");
+    out.opt(m.m.map(u64::from), Json::u64);
+    out.raw(",\"rfm_segment\":");
+    out.opt_text(m.rfm_segment);
+    out.raw(",\"churn_risk\":");
+    out.bool(m.churn_risk);
+    out.raw(",\"avg_rating\":");
+    out.opt(m.avg_rating, Json::f64);
+    out.raw(",\"surveys\":");
+    out.u64(m.surveys.into());
+    out.raw(",\"open_opinions\":");
+    out.u64(m.open_opinions.into());
+    out.raw(",\"as_of\":");
+    out.opt(m.as_of, Json::date);
+    out.raw("}");
+}
 
-impl Json {
-    /// JSON text as it is (keys, punctuation, `null`).
-    fn raw(&mut self, text: &str) {
-        self.0.extend_from_slice(text.as_bytes());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field named (a new one fails to compile here until the writer
+    /// writes it too).
+    fn metrics(n: i64) -> Metrics {
+        Metrics {
+            revenue: Money::from_cents(529_711 * n),
+            cost: Money::from_cents(-480_921 * n),
+            margin: Money::from_cents(48_790 + n),
+            lines: 13 * n as u32,
+            baskets: 4,
+            first_purchase: (n > 0).then(|| Date::from_days(19_440)),
+            last_purchase: (n > 1).then(|| Date::from_days(19_906 + n as i32)),
+            recency_days: (n != 1).then_some(548 - n),
+            avg_interbasket_days: (n > 0).then_some(155.333_333_333_333_34 * n as f64),
+            r: (n > 0).then_some(1),
+            f: (n > 1).then_some(4),
+            m: (n != 2).then_some(5),
+            rfm_segment: (n > 0).then_some("loyal"),
+            churn_risk: n % 2 == 0,
+            avg_rating: (n == 3).then_some(f64::NAN).or((n > 3).then_some(4.25)),
+            surveys: n as u32,
+            open_opinions: 2,
+            as_of: (n != 4).then(|| Date::from_days(20_454)),
+        }
     }
 
-    /// A string that needs no escaping (a closed vocabulary's word).
-    fn word(&mut self, text: &str) {
-        debug_assert!(!text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
-        self.0.push(b'"');
-        self.0.extend_from_slice(text.as_bytes());
-        self.0.push(b'"');
-    }
-
-    fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Option<()> {
-        serde_json::to_writer(&mut self.0, value).ok()
+    #[test]
+    fn metrics_are_written_as_serde_writes_them() {
+        for n in 0..6 {
+            let m = metrics(n);
+            let mut out = Json::with_capacity(0);
+            write_metrics(&mut out, &m);
+            assert_eq!(
+                String::from_utf8(out.0).unwrap(),
+                serde_json::to_string(&m).unwrap(),
+                "{m:?}"
+            );
+        }
     }
 }
