@@ -104,6 +104,19 @@ impl Strings {
         self.spans.len()
     }
 
+    /// Reads string `i`'s span and its first byte (0 beyond the end), for
+    /// a caller that touches what it will read before reading it.
+    pub fn touch(&self, i: usize) -> u64 {
+        self.spans.get(i).map_or(0, |&(start, len)| {
+            self.text
+                .as_bytes()
+                .get(start as usize)
+                .copied()
+                .unwrap_or(0) as u64
+                + len as u64
+        })
+    }
+
     /// Bytes taken (approximately).
     pub fn memory_bytes(&self) -> usize {
         self.text.capacity() + self.spans.capacity() * 16
@@ -649,10 +662,7 @@ impl Snapshot {
         if i >= c.len() {
             return 0;
         }
-        let span = |s: &Strings| {
-            let (start, len) = s.spans[i];
-            s.text.as_bytes().get(start as usize).copied().unwrap_or(0) as u64 + len as u64
-        };
+        let span = |s: &Strings| s.touch(i);
         let mut sum = span(&c.ids)
             .wrapping_add(span(&c.names))
             .wrapping_add(span(&c.attributes))

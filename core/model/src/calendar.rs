@@ -202,7 +202,42 @@ fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
     era * 146_097 + doe - 719_468
 }
 
+/// Year, month and day of `days` since 1970-01-01: Neri and Schneider's
+/// "Euclidean affine functions" (2022), unsigned arithmetic and
+/// multiplications only, for the days of years -32,800 to 2,900,000; the
+/// classic `civil_from_days_classic` beyond.
 fn civil_from_days(days: i32) -> (i32, u32, u32) {
+    // 82 cycles of 400 years before the epoch, so that every day of the
+    // range counts from zero.
+    const CYCLES: u32 = 82;
+    const SHIFT: i64 = 719_468 + 146_097 * CYCLES as i64;
+    let n = days as i64 + SHIFT;
+    if !(0..1 << 30).contains(&n) {
+        return civil_from_days_classic(days);
+    }
+    let n = n as u32;
+    let n1 = 4 * n + 3;
+    let century = n1 / 146_097;
+    let n_c = n1 % 146_097 / 4;
+    let p2 = 2_939_745u64 * (4 * n_c + 3) as u64;
+    let z = (p2 >> 32) as u32;
+    let n_y = (p2 as u32) / 2_939_745 / 4;
+    let year = 100 * century + z;
+    let n3 = 2_141 * n_y + 197_913;
+    let (month, day) = (n3 >> 16, (n3 & 0xffff) / 2_141);
+    let january_or_february = n_y >= 306;
+    (
+        (year as i64 - 400 * CYCLES as i64 + january_or_february as i64) as i32,
+        if january_or_february {
+            month - 12
+        } else {
+            month
+        },
+        day + 1,
+    )
+}
+
+fn civil_from_days_classic(days: i32) -> (i32, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

@@ -121,11 +121,15 @@ impl Live {
 
     /// The segments row `row` is a member of.
     pub fn segments_of(&self, row: u32) -> Vec<&str> {
+        self.names_of(row).collect()
+    }
+
+    /// As `segments_of`, one name at a time.
+    pub fn names_of(&self, row: u32) -> impl Iterator<Item = &str> {
         self.segments
             .iter()
-            .filter(|s| s.member.get(row as usize).copied().unwrap_or(false))
+            .filter(move |s| s.member.get(row as usize).copied().unwrap_or(false))
             .map(|s| s.name.as_str())
-            .collect()
     }
 
     pub fn names(&self) -> Vec<&str> {

@@ -83,7 +83,9 @@ fn main() -> Result<()> {
     };
 
     let fixed = (0..n).map(|_| request("/healthz", None)).collect();
+    eprintln!("phase: /healthz");
     let (fixed, _) = fixed_requests(&runtime, &mut router, fixed)?;
+    eprintln!("phase: 360 alone");
     let (alone, bytes) = alone(&state, &drawn)?;
     let views = drawn
         .iter()
@@ -94,7 +96,46 @@ fn main() -> Result<()> {
             )
         })
         .collect();
+    // (On standard error as each phase starts, for a profiler to attach.)
+    eprintln!("phase: 360 through the router");
     let (through, through_bytes) = view_requests(&runtime, &mut router, views)?;
+
+    // The same on two threads at once, as the server's two workers: what
+    // they share (locks, counters) costs more when both use it.
+    let halves: Vec<Vec<Request<Body>>> = drawn
+        .chunks(n.div_ceil(2))
+        .map(|half| {
+            half.iter()
+                .map(|id| {
+                    request(
+                        &format!("/api/v1/customers/{id}/view?timeline=20"),
+                        Some(&token),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    eprintln!("phase: 360 through the router on two threads");
+    let started = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let threads: Vec<_> = halves
+            .into_iter()
+            .map(|half| {
+                let mut router = router.clone();
+                scope.spawn(move || -> Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    routed(&runtime, &mut router, half).map(|_| ())
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a measuring thread")?;
+        }
+        Ok(())
+    })?;
+    let both = started.elapsed() * 2;
 
     let per = |d: Duration| d.as_nanos() as f64 / n as f64 / 1000.0;
     println!(
@@ -114,6 +155,10 @@ fn main() -> Result<()> {
         "GET /api/v1/customers/{{id}}/view?timeline=20      {:7.2} µs ({:.0} bytes)",
         per(through),
         through_bytes as f64 / n as f64
+    );
+    println!(
+        "the same on two threads at once                   {:7.2} µs",
+        per(both)
     );
     Ok(())
 }

@@ -77,8 +77,11 @@ pub struct Tokens {
     store: Arc<dyn Store>,
     /// Tokens seen, by hash: the store is read once per token, not per
     /// request. Only tokens that exist are kept; a revoke clears it.
-    known: std::sync::RwLock<std::collections::HashMap<[u8; 32], (Arc<str>, Role)>>,
+    known: std::sync::RwLock<Known>,
 }
+
+/// Tokens seen: a token's SHA-256, its name and role.
+type Known = std::collections::HashMap<[u8; 32], (Arc<str>, Role)>;
 
 /// The SHA-256 of `text` in hex: how tokens (and console sessions) are kept.
 pub(crate) fn hash(text: &str) -> String {

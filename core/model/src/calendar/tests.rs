@@ -133,3 +133,29 @@ fn text_forms_are_the_formatted_ones_for_every_year() {
         assert_eq!(serde_json::to_string(&ts).unwrap(), format!("\"{ts}\""));
     }
 }
+
+#[test]
+fn both_ways_of_finding_the_day_agree_on_every_day_of_the_text_forms_and_beyond() {
+    for days in Date::MIN.days() - 1_000..=Date::MAX.days() + 1_000 {
+        assert_eq!(
+            civil_from_days(days),
+            civil_from_days_classic(days),
+            "{days}"
+        );
+    }
+    for days in [
+        -12_699_422,
+        -12_699_421,
+        -5_000_000,
+        10_000_000,
+        (1 << 30) - 12_699_423,
+        (1 << 30) - 12_699_422,
+        500_000_000,
+    ] {
+        assert_eq!(
+            civil_from_days(days),
+            civil_from_days_classic(days),
+            "{days}"
+        );
+    }
+}

@@ -74,11 +74,11 @@ where
             None => metrics.ids.next(),
         };
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let refused = limit_body(&mut request).err().or_else(|| {
+        let refused = limit_body(&mut request).or_else(|| {
             let api = route.as_ref().is_some_and(|r| {
                 r.as_str().starts_with("/api/v1/") && r.as_str() != "/api/v1/session"
             });
-            api.then(|| authenticate(&self.state, &mut request).err())
+            api.then(|| authenticate(&self.state, &mut request))
                 .flatten()
         });
         let method = request.method().clone();
@@ -170,37 +170,41 @@ impl Drop for Done {
     }
 }
 
-/// Bodies over `imports::MAX_UPLOAD` get 413; a body that may hold bytes
-/// is cut off there as it is read (handlers set lower limits of their own:
-/// axum's extractors 2 MiB, JSON bodies `MAX_BODY`).
-fn limit_body(request: &mut Request) -> Result<(), Response> {
+/// The answer to a body declared over `imports::MAX_UPLOAD` (413); any
+/// other body that may hold bytes is cut off there as it is read (handlers
+/// set lower limits of their own: axum's extractors 2 MiB, JSON bodies
+/// `MAX_BODY`).
+fn limit_body(request: &mut Request) -> Option<Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > imports::MAX_UPLOAD as u64) {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Body too large",
-            format!(
-                "the body is over the limit of {} bytes",
-                imports::MAX_UPLOAD
-            ),
-        )
-        .into_response());
+        return Some(
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                format!(
+                    "the body is over the limit of {} bytes",
+                    imports::MAX_UPLOAD
+                ),
+            )
+            .into_response(),
+        );
     }
     if !request.body().is_end_stream() {
         let body = std::mem::take(request.body_mut());
         *request.body_mut() = Body::new(http_body_util::Limited::new(body, imports::MAX_UPLOAD));
     }
-    Ok(())
+    None
 }
 
-/// Finds who sent `request` (set as its `Caller`), or the answer refusing
-/// it: 429 for an address that failed too often, 401 without a known
-/// token or session, 403 for a change without the session's CSRF token.
-fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response> {
+/// Finds who sent `request` and sets it as its `Caller`; otherwise the
+/// answer refusing it: 429 for an address that failed too often, 401
+/// without a known token or session, 403 for a change without the
+/// session's CSRF token.
+fn authenticate(state: &AppState, request: &mut Request) -> Option<Response> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -208,7 +212,7 @@ fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response>
     if let Some(ip) = peer
         && state.too_many_failures(ip)
     {
-        return Err(super::too_many().into_response());
+        return Some(super::too_many().into_response());
     }
     let token = request
         .headers()
@@ -218,7 +222,7 @@ fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response>
         None => match console::caller_of_session(state, request.headers(), request.method()) {
             Some(Ok(caller)) => Ok(caller),
             // An ended session or a missing CSRF token is not a guess.
-            Some(Err(problem)) => return Err(problem.into_response()),
+            Some(Err(problem)) => return Some(problem.into_response()),
             None => Err(
                 "give a token as `Authorization: Bearer TOKEN` (crm token create makes one), or sign in with POST /api/v1/session",
             ),
@@ -241,7 +245,7 @@ fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response>
     match caller {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
-            Ok(())
+            None
         }
         Err(why) => {
             if let Some(ip) = peer {
@@ -252,7 +256,7 @@ fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response>
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
+            Some(response)
         }
     }
 }

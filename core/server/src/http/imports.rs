@@ -134,10 +134,18 @@ pub(crate) async fn start(
     let dir = tempfile::tempdir().map_err(Problem::internal)?;
     let mut names = Vec::new();
     let bad = |detail: String| Problem::bad_request("Invalid upload", detail);
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| bad(e.body_text()))?
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                e.status(),
+                "Upload too large",
+                format!("the upload is over the limit of {MAX_UPLOAD} bytes"),
+            )
+        } else {
+            bad(e.body_text())
+        }
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)?
     {
         let name = field
             .file_name()
@@ -157,7 +165,7 @@ pub(crate) async fn start(
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(Problem::internal)?;
-        while let Some(chunk) = field.chunk().await.map_err(|e| bad(e.body_text()))? {
+        while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
             tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
                 .await
                 .map_err(Problem::internal)?;

@@ -23,11 +23,6 @@ impl Json {
         self.0.extend_from_slice(text.as_bytes());
     }
 
-    /// Bytes already written as JSON (a value written before).
-    pub(crate) fn raw_bytes(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
-
     /// A string that needs no escaping (a word of a closed vocabulary).
     pub(crate) fn word(&mut self, text: &str) {
         debug_assert!(!needs_escape(text.as_bytes()));
@@ -74,8 +69,28 @@ impl Json {
         let _ = serde_json::to_writer(&mut self.0, &value);
     }
 
+    /// An amount as serde_json writes it (an `f64`: `426.65`, `10.0`),
+    /// from its cents. Below 2^50 cents the shortest decimal that reads
+    /// back as the amount's `f64` is the amount itself (two decimals at
+    /// most, its trailing zeros dropped): doubles there lie less than a
+    /// cent apart.
     pub(crate) fn money(&mut self, value: Money) {
-        self.f64(value.as_f64());
+        let cents = value.cents();
+        if cents.unsigned_abs() >= 1 << 50 {
+            return self.f64(value.as_f64());
+        }
+        if cents < 0 {
+            self.0.push(b'-');
+        }
+        let (units, hundredths) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+        self.u64(units);
+        match hundredths {
+            0 => self.raw(".0"),
+            h if h % 10 == 0 => self.0.extend_from_slice(&[b'.', b'0' + (h / 10) as u8]),
+            h => self
+                .0
+                .extend_from_slice(&[b'.', b'0' + (h / 10) as u8, b'0' + (h % 10) as u8]),
+        }
     }
 
     pub(crate) fn date(&mut self, value: Date) {
@@ -114,12 +129,27 @@ impl Json {
 }
 
 /// Whether JSON needs any of these bytes escaped: a quote, a backslash, or
-/// a control character. One pass without an early exit, which the compiler
-/// turns into vector instructions.
+/// a control character. Eight bytes at a time: a word has a byte below
+/// 0x20 if subtracting 0x20 from each byte borrows into the top bit of one
+/// that did not have it (exact for "any", the classic `haszero` test), and
+/// a quote or a backslash if the word XOR that byte has a zero byte.
 pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |any, &b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v & TOPS;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let v = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let quote = v ^ (ONES * b'"' as u64);
+        let backslash = v ^ (ONES * b'\\' as u64);
+        if below(v, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[cfg(test)]
@@ -167,11 +197,49 @@ mod tests {
                 serde_json::to_string(&value).unwrap()
             );
         }
-        for cents in [0, 5, 100, 42_665, -1_999, 123_456_789_012] {
+        let mut cents: Vec<i64> = vec![
+            0,
+            1,
+            5,
+            10,
+            99,
+            100,
+            101,
+            110,
+            42_665,
+            -1,
+            -1_999,
+            -10,
+            123_456_789_012,
+        ];
+        for bits in [20, 30, 40, 49, 50, 51, 60, 62] {
+            let edge = 1i64 << bits;
+            cents.extend([
+                edge - 1,
+                edge,
+                edge + 1,
+                -edge + 1,
+                -edge,
+                edge - 10,
+                edge + 10,
+            ]);
+        }
+        // Amounts of every size, from cents to the largest.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = 1 + x % 18;
+            let sign = if x & 1 == 0 { 1 } else { -1 };
+            cents.push(((x >> 8) % 10u64.pow(digits as u32)) as i64 * sign);
+        }
+        for cents in cents {
             let money = Money::from_cents(cents);
             assert_eq!(
                 written(|j| j.money(money)),
-                serde_json::to_string(&money).unwrap()
+                serde_json::to_string(&money).unwrap(),
+                "{cents} cents"
             );
         }
         for days in [Date::MIN.days(), -1, 0, 20_000, Date::MAX.days()] {
@@ -200,13 +268,24 @@ mod tests {
 
     #[test]
     fn only_quotes_backslashes_and_control_characters_need_escaping() {
-        for b in 0..=255u8 {
-            assert_eq!(
-                needs_escape(&[b'a', b, b'z']),
-                b < 0x20 || b == b'"' || b == b'\\',
-                "{b}"
-            );
+        // Each byte at each place of strings of up to 20 bytes, among plain
+        // letters or among bytes with the top bit set (as in UTF-8).
+        for len in 1..=20 {
+            for at in 0..len {
+                for filler in [b'a', 0xe5, 0x7f, b' ', b'#', b']'] {
+                    for b in 0..=255u8 {
+                        let mut text = vec![filler; len];
+                        text[at] = b;
+                        assert_eq!(
+                            needs_escape(&text),
+                            b < 0x20 || b == b'"' || b == b'\\',
+                            "{b:#x} at {at} of {len} among {filler:#x}"
+                        );
+                    }
+                }
+            }
         }
-        assert!(!needs_escape("张伟 Zoë".as_bytes()));
+        assert!(!needs_escape("张伟 Zoë, Ångström & Sons".as_bytes()));
+        assert!(!needs_escape(b""));
     }
 }

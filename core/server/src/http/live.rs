@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use segments::Live;
 
 use super::AppState;
+use super::json::Json;
 use crate::segments::{PluginScores, SPACE};
 
 #[derive(Default)]
@@ -60,6 +61,24 @@ impl Memberships {
         }
         let live = self.live.lock().expect("membership lock");
         live.as_ref().and_then(|l| l.members(name))
+    }
+
+    /// Writes the segments of row `row` to `out` as a JSON array of their
+    /// names; `false` (nothing written) while they are being built.
+    pub(crate) fn write_json(&self, row: u32, out: &mut Json) -> bool {
+        let live = self.live.lock().expect("membership lock");
+        let Some(live) = live.as_ref() else {
+            return false;
+        };
+        out.raw("[");
+        for (n, name) in live.names_of(row).enumerate() {
+            if n > 0 {
+                out.raw(",");
+            }
+            out.text(name);
+        }
+        out.raw("]");
+        true
     }
 
     /// The segments of row `row`; `None` while they are being built.

@@ -184,6 +184,35 @@ impl Scores {
         true
     }
 
+    /// Reads one value of each of customer `row`'s columns in the sheet, so
+    /// that their cache misses overlap with the snapshot's (see
+    /// `Snapshot::touch`); a value for `std::hint::black_box`.
+    pub(crate) fn touch(&self, row: u32) -> u64 {
+        let sheet = self.sheet.read().expect("scores lock");
+        let i = row as usize;
+        let mut sum = 0u64;
+        for m in sheet.iter().flat_map(|s| &s.models) {
+            if let (Some(&value), Some(&band), Some(&start)) =
+                (m.value.get(i), m.band.get(i), m.reason_start.get(i))
+            {
+                sum = sum
+                    .wrapping_add(value.to_bits())
+                    .wrapping_add(band.into())
+                    .wrapping_add(start.into());
+                if let (Some(&feature), Some(&weight)) = (
+                    m.reason_feature.get(start as usize),
+                    m.reason_weight.get(start as usize),
+                ) {
+                    sum = sum
+                        .wrapping_add(feature.into())
+                        .wrapping_add(weight.to_bits())
+                        .wrapping_add(m.reason_detail.touch(start as usize));
+                }
+            }
+        }
+        sum
+    }
+
     /// How long ago the sheet was worked out; `None` if there is none.
     pub(crate) fn age(&self) -> Option<std::time::Duration> {
         let sheet = self.sheet.read().expect("scores lock");

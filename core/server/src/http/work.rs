@@ -115,25 +115,28 @@ pub(crate) async fn customer_view(
 pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Option<(u64, Vec<u8>)> {
     let data = state.read_current(id)?;
     let row = data.work.snapshot.customers.find(id)?;
-    std::hint::black_box(data.work.snapshot.touch(row));
+    std::hint::black_box(data.work.snapshot.touch(row) ^ state.scores.touch(row));
     let revision = data.work.snapshot.customers.revision[row as usize];
     if revision == 0 {
         return None;
     }
     let rfm = state.rfm_scores();
     let metrics = metrics_of(&data.work.snapshot, row, &rfm);
-    // The scores worked out ahead if they are current, else the plugins'.
-    let mut scores = Vec::with_capacity(256);
     let plugins = data.work.registry.enabled();
     let as_of = data.work.snapshot.default_as_of();
-    if !state
-        .scores
-        .write_json(row, as_of, &rfm, &plugins, &mut scores)
-    {
-        scores = serde_json::to_vec(&scores_of(&data.work, row, rfm)).ok()?;
-    }
-    let segments = state.segments_of(row);
-    memory::view_json(&data.work.snapshot, row, limit, metrics, &scores, segments)
+    // The scores worked out ahead if they are current, else the plugins'.
+    let scores = |out: &mut super::json::Json| {
+        state
+            .scores
+            .write_json(row, as_of, &rfm, &plugins, &mut out.0)
+            || serde_json::to_writer(&mut out.0, &scores_of(&data.work, row, rfm.clone())).is_ok()
+    };
+    let segments = |out: &mut super::json::Json| {
+        if !state.memberships.write_json(row, out) {
+            out.raw("null");
+        }
+    };
+    memory::view_json(&data.work.snapshot, row, limit, metrics, scores, segments)
         .map(|json| (revision, json))
 }
 

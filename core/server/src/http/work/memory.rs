@@ -14,15 +14,15 @@ use model::{
 use crate::http::json::Json;
 
 /// The 360 of snapshot row `row` as JSON, with the newest `limit` entries
-/// of its timeline; `None` if a column holds a code the model does not
+/// of its timeline (`scores` and `segments` write theirs); `None` if a column holds a code the model does not
 /// know (the caller then reads the store).
 pub(super) fn view_json(
     s: &Snapshot,
     row: u32,
     limit: usize,
     metrics: Metrics,
-    scores: &[u8],
-    segments: Option<Vec<String>>,
+    scores: impl FnOnce(&mut Json) -> bool,
+    segments: impl FnOnce(&mut Json),
 ) -> Option<Vec<u8>> {
     let c = &s.customers;
     let i = row as usize;
@@ -58,10 +58,10 @@ pub(super) fn view_json(
     out.raw("{\"customer\":{\"revision\":");
     out.u64(c.revision[i]);
     out.raw(",\"customer_id\":");
-    out.text(customer_id);
     // The id as written, for every entry of the timeline.
-    let id_json = out.0.len() - customer_id.len() - 2..out.0.len();
-    let id_json = out.0[id_json].to_vec();
+    let id_json = out.0.len();
+    out.text(customer_id);
+    let id_json = id_json..out.0.len();
     out.raw(",\"name\":");
     out.text(c.names.get(i));
     out.raw(",\"gender\":");
@@ -88,21 +88,11 @@ pub(super) fn view_json(
     out.raw("},\"metrics\":");
     write_metrics(&mut out, &metrics);
     out.raw(",\"scores\":");
-    out.raw_bytes(scores);
-    out.raw(",\"segments\":");
-    match &segments {
-        None => out.raw("null"),
-        Some(names) => {
-            out.raw("[");
-            for (n, name) in names.iter().enumerate() {
-                if n > 0 {
-                    out.raw(",");
-                }
-                out.text(name);
-            }
-            out.raw("]");
-        }
+    if !scores(&mut out) {
+        return None;
     }
+    out.raw(",\"segments\":");
+    segments(&mut out);
     out.raw(",\"timeline\":[");
     let mut id = String::with_capacity(32);
     for (n, (_, kind, k)) in order.into_iter().enumerate() {
@@ -125,7 +115,7 @@ pub(super) fn view_json(
         out.raw(head);
         out.text(&id);
         out.raw(",\"customer_id\":");
-        out.raw_bytes(&id_json);
+        out.0.extend_from_within(id_json.clone());
         out.raw(",\"ts\":");
         out.timestamp(Timestamp::from_seconds(ts));
         if kind == 0 {
