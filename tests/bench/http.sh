@@ -31,6 +31,12 @@ wait_for() { # URL
   echo "no answer from $1"; return 1
 }
 
+for port in 18080 18090; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    echo "port $port is in use: stop what serves there first"; exit 1
+  fi
+done
+
 echo "== copying the store"
 cp -r "$store" "$work/store"
 customers=$("$crm" stats --db "$work/store" | awk '$1 == "customers" {print $2}')
@@ -38,7 +44,9 @@ echo "== in process, without the network (core/server/examples/requests.rs)"
 "$requests" "$work/store" 300000 2>/dev/null
 export CRM_TOKEN=$("$crm" token create --db "$work/store" --role admin --name bench 2>/dev/null)
 "$crm" serve --db "$work/store" --addr 127.0.0.1:18080 --failed-sign-ins 1000000000 2>"$work/serve.log" &
+serve_pid=$!
 wait_for http://127.0.0.1:18080/readyz
+kill -0 $serve_pid || { cat "$work/serve.log"; exit 1; }
 # The segment memberships are built in the background once the server is up.
 for _ in $(seq 600); do
   grep -q "segment memberships built" "$work/serve.log" && break
@@ -91,7 +99,9 @@ ratios=()
 for run in 1 2 3 4 5; do
   wrk -t2 -c64 -d"${seconds}s" --latency http://127.0.0.1:18090/ > "$work/bare.out"
   wrk -t2 -c64 -d"${seconds}s" --latency -s "$work/view.lua" http://127.0.0.1:18080 > "$work/view.out"
-  grep -E "Non-2xx|Socket errors" "$work/bare.out" "$work/view.out" || true
+  if grep -E "Non-2xx|Socket errors" "$work/bare.out" "$work/view.out"; then
+    echo "errors in run $run: its figures do not count"; exit 1
+  fi
   ratio=$(awk -v v="$(rate "$work/view.out")" -v b="$(rate "$work/bare.out")" 'BEGIN {printf "%.1f", 100 * v / b}')
   ratios+=("$ratio")
   echo "== run $run: bare axum handler $(rate "$work/bare.out")/s (p99 $(p99 "$work/bare.out")); GET /api/v1/customers/{id}/view (customer 360, random of $customers) $(rate "$work/view.out")/s (p50 $(awk '$1 == "50%" {print $2}' "$work/view.out"), p99 $(p99 "$work/view.out")): ${ratio}% of the bare handler"

@@ -124,6 +124,16 @@ impl Live {
         self.names_of(row).collect()
     }
 
+    /// Reads whether row `row` is in each segment, for a caller that
+    /// touches what it will read before reading it (a value for
+    /// `std::hint::black_box`).
+    pub fn touch(&self, row: u32) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.member.get(row as usize).copied().unwrap_or(false) as u64)
+            .sum()
+    }
+
     /// As `segments_of`, one name at a time.
     pub fn names_of(&self, row: u32) -> impl Iterator<Item = &str> {
         self.segments

@@ -1,14 +1,16 @@
 //! The CPU cost of API requests in process, without the network: requests
-//! go through the whole router (the observing and authenticating layers,
-//! the extractors, the handler, the response) on one thread, as `crm
-//! serve` runs them once hyper has read them. For the HTTP benchmark
-//! (tests/bench/http.sh), which adds the network and the load generator.
+//! go through the whole router (the front layer with its id, body limit,
+//! caller, metrics and log line; the extractors, the handler, the
+//! response), as `crm serve` runs them once hyper has read them. For the
+//! HTTP benchmark (tests/bench/http.sh), which adds the network and the
+//! load generator.
 //!
 //! It times, on customers drawn at random (a fixed seed, so runs and
 //! `valgrind --tool=callgrind` counts compare):
-//! - `GET /healthz`: a fixed answer behind the observing layer;
+//! - `GET /healthz`: a fixed answer behind the front layer;
 //! - the customer 360 alone (`view_from_memory`, the JSON bytes);
-//! - `GET /api/v1/customers/{id}/view?timeline=20` through the router.
+//! - `GET /api/v1/customers/{id}/view?timeline=20` through the router,
+//!   on one thread, then on two at once.
 //!
 //! It creates an admin token in the store: run it on a copy.
 //!
@@ -143,7 +145,7 @@ fn main() -> Result<()> {
         ids.len()
     );
     println!(
-        "GET /healthz (fixed, behind the observing layer)  {:7.2} µs",
+        "GET /healthz (fixed, behind the front layer)      {:7.2} µs",
         per(fixed)
     );
     println!(

@@ -145,8 +145,7 @@ pub(crate) async fn start(
             bad(e.body_text())
         }
     };
-    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)?
-    {
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field
             .file_name()
             .or(field.name())

@@ -63,6 +63,12 @@ impl Memberships {
         live.as_ref().and_then(|l| l.members(name))
     }
 
+    /// Reads row `row`'s memberships (see `Snapshot::touch`).
+    pub(crate) fn touch(&self, row: u32) -> u64 {
+        let live = self.live.lock().expect("membership lock");
+        live.as_ref().map_or(0, |l| l.touch(row))
+    }
+
     /// Writes the segments of row `row` to `out` as a JSON array of their
     /// names; `false` (nothing written) while they are being built.
     pub(crate) fn write_json(&self, row: u32, out: &mut Json) -> bool {

@@ -115,7 +115,9 @@ pub(crate) async fn customer_view(
 pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Option<(u64, Vec<u8>)> {
     let data = state.read_current(id)?;
     let row = data.work.snapshot.customers.find(id)?;
-    std::hint::black_box(data.work.snapshot.touch(row) ^ state.scores.touch(row));
+    std::hint::black_box(
+        data.work.snapshot.touch(row) ^ state.scores.touch(row) ^ state.memberships.touch(row),
+    );
     let revision = data.work.snapshot.customers.revision[row as usize];
     if revision == 0 {
         return None;
