@@ -94,27 +94,25 @@ impl Json {
     }
 
     pub(crate) fn date(&mut self, value: Date) {
-        match value.text() {
-            Some(text) => {
-                self.0.push(b'"');
-                self.0.extend_from_slice(&text);
-                self.0.push(b'"');
-            }
-            None => {
-                let _ = serde_json::to_writer(&mut self.0, &value);
-            }
-        }
+        self.digits(value.text().as_ref().map(|t| &t[..]), &value);
     }
 
     pub(crate) fn timestamp(&mut self, value: Timestamp) {
-        match value.text() {
+        self.digits(value.text().as_ref().map(|t| &t[..]), &value);
+    }
+
+    /// A date's or a time's text (digits and separators, nothing to
+    /// escape) in quotes; serde_json's form of `value` where there is none
+    /// (years beyond the text form's four digits).
+    fn digits<T: serde::Serialize>(&mut self, text: Option<&[u8]>, value: &T) {
+        match text {
             Some(text) => {
                 self.0.push(b'"');
-                self.0.extend_from_slice(&text);
+                self.0.extend_from_slice(text);
                 self.0.push(b'"');
             }
             None => {
-                let _ = serde_json::to_writer(&mut self.0, &value);
+                let _ = serde_json::to_writer(&mut self.0, value);
             }
         }
     }
