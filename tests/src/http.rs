@@ -1331,6 +1331,58 @@ fn writes_leave_the_other_customers_scores_in_use() {
     );
 }
 
+/// While writes never pause, the scores are worked out again once they have
+/// been behind for the longest allowed, counted from the first write they
+/// miss: a sheet made long ago, and current until now, is not worked out
+/// again at the first write.
+#[test]
+fn scores_behind_for_too_long_are_worked_out_again_counted_from_the_first_write() {
+    use std::time::{Duration, Instant};
+    let api = Api::new();
+    settled(&api);
+    let every = Duration::from_secs(3);
+    api.state.set_scores_quiet(Duration::from_secs(3600));
+    api.state.set_scores_at_least_every(every);
+    // The sheet is older than `every`, and current all along.
+    std::thread::sleep(every + Duration::from_millis(500));
+    server::http::refresh_scores(&api.state);
+    assert!(server::http::scores_are_current(&api.state));
+
+    let (_, page) = api.get("/api/v1/customers?limit=1", Role::Viewer);
+    let id = ids(&page, "customer_id").remove(0);
+    edit_record(
+        &api,
+        &format!("/api/v1/customers/{id}"),
+        Role::Agent,
+        |record| record["name"] = "Behind Sheet".into(),
+    );
+    let written = Instant::now();
+    // Once the write is in the snapshot, the sheet is behind.
+    let deadline = written + Duration::from_secs(2);
+    while server::http::scores_are_current(&api.state) {
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached the snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server::http::refresh_scores(&api.state);
+    assert!(
+        !server::http::scores_are_current(&api.state),
+        "worked out again at the first write"
+    );
+    // `every` after the write, they are.
+    std::thread::sleep(every.saturating_sub(written.elapsed()) + Duration::from_millis(100));
+    server::http::refresh_scores(&api.state);
+    assert!(
+        server::http::scores_are_current(&api.state),
+        "still behind {:?} after the first write",
+        written.elapsed()
+    );
+    let (_, view) = api.get(&format!("/api/v1/customers/{id}/view"), Role::Viewer);
+    assert_eq!(view["customer"]["name"], "Behind Sheet", "{view}");
+}
+
 /// A write waits for the readers running and holds up none meanwhile: a
 /// 360 is answered while a delete waits behind a long reader (a segment
 /// tested over every customer, the score sheet worked out).

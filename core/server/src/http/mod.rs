@@ -143,6 +143,13 @@ pub fn memberships_built(state: &AppState) -> bool {
     state.segments_of(0).is_some()
 }
 
+/// Works every customer's plugin scores out again if they are due (as the
+/// server's own thread does every half second or so).
+#[doc(hidden)]
+pub fn refresh_scores(state: &AppState) {
+    state.refresh_scores();
+}
+
 /// Whether every customer's plugin scores are worked out for the snapshot
 /// as it is (the 360 then takes them from there).
 #[doc(hidden)]

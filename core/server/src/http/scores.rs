@@ -51,7 +51,6 @@ pub(crate) struct Sheet {
     rfm: Option<Arc<Vec<analysis::Scores>>>,
     plugins: Vec<Arc<LoadedPlugin>>,
     models: Vec<ModelScores>,
-    made: std::time::Instant,
     /// Rows whose customer or lines were written since, one bit each; set
     /// under the snapshot's write lock, so a reader of the snapshot sees
     /// the bits of what it reads.
@@ -213,12 +212,6 @@ impl Scores {
         sum
     }
 
-    /// How long ago the sheet was worked out; `None` if there is none.
-    pub(crate) fn age(&self) -> Option<std::time::Duration> {
-        let sheet = self.sheet.read().expect("scores lock");
-        sheet.as_ref().map(|s| s.made.elapsed())
-    }
-
     /// Whether the sheet is current for this generation, ranks and plugins.
     pub(crate) fn is_current(
         &self,
@@ -305,7 +298,6 @@ impl Scores {
             rfm,
             plugins,
             models,
-            made: std::time::Instant::now(),
             written: (0..customers.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),

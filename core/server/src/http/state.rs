@@ -59,8 +59,13 @@ pub struct AppState {
     generation: AtomicU64,
     /// When the generation last grew, in milliseconds since `started`.
     changed_at: AtomicU64,
-    /// `SCORES_AFTER_QUIET` in milliseconds, unless set otherwise.
+    /// When it first grew after the score sheet was worked out (the time
+    /// the sheet has been behind since), or `NOT_BEHIND`.
+    scores_behind_since: AtomicU64,
+    /// `SCORES_AFTER_QUIET` and `SCORES_AT_LEAST_EVERY` in milliseconds,
+    /// unless set otherwise.
     scores_quiet: AtomicU64,
+    scores_at_least_every: AtomicU64,
     started: Instant,
     /// Every customer's plugin scores, worked out ahead.
     pub(crate) scores: super::scores::Scores,
@@ -76,8 +81,13 @@ const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 const SCORES_AFTER_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the scores go without being worked out again while writes
-/// never pause.
+/// never pause: counted from the first write after they were worked out,
+/// not from when they were (a first write after an idle hour does not
+/// set every core to working them out in the middle of a run of writes).
 const SCORES_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `scores_behind_since` when no change came since the sheet was worked out.
+const NOT_BEHIND: u64 = u64::MAX;
 
 /// Held while an import writes to the store (`AppState::store_ahead`).
 pub(crate) struct StoreAhead<'a>(&'a AppState);
@@ -148,7 +158,9 @@ impl AppState {
             pending,
             generation: AtomicU64::new(0),
             changed_at: AtomicU64::new(0),
+            scores_behind_since: AtomicU64::new(NOT_BEHIND),
             scores_quiet: AtomicU64::new(SCORES_AFTER_QUIET.as_millis() as u64),
+            scores_at_least_every: AtomicU64::new(SCORES_AT_LEAST_EVERY.as_millis() as u64),
             started: Instant::now(),
             scores: Default::default(),
             applier: Condvar::new(),
@@ -224,8 +236,6 @@ impl AppState {
         self.memberships.invalidate();
     }
 
-    /// Sets how many failed authentications a client address may make in a
-    /// minute before it gets 429.
     /// Whether `ip` failed to sign in too often in the last minute.
     pub(crate) fn too_many_failures(&self, ip: IpAddr) -> bool {
         let failures = self.failures.lock().expect("failures lock");
@@ -255,6 +265,8 @@ impl AppState {
             .store(secure, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Sets how many failed authentications a client address may make in a
+    /// minute before it gets 429.
     pub fn set_failed_sign_ins(&self, n: u32) {
         self.failed_sign_ins.store(n, Ordering::Relaxed);
     }
@@ -264,6 +276,13 @@ impl AppState {
     pub fn set_scores_quiet(&self, quiet: std::time::Duration) {
         self.scores_quiet
             .store(quiet.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the scores may stay behind the writes when writes never
+    /// pause (counted from the first write they miss).
+    pub fn set_scores_at_least_every(&self, every: std::time::Duration) {
+        self.scores_at_least_every
+            .store(every.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// The snapshot, if it holds everything acknowledged so far about
@@ -345,9 +364,15 @@ impl AppState {
     }
 
     fn next_generation(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.changed_at
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+        self.changed_at.store(now, Ordering::Release);
+        let _ = self.scores_behind_since.compare_exchange(
+            NOT_BEHIND,
+            now,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 
     /// The snapshot's generation: read under its read lock, it stays the
@@ -359,17 +384,19 @@ impl AppState {
     /// Works every customer's plugin scores out again if the snapshot, the
     /// R, F and M ranks or the plugins changed since, once writes have
     /// paused for `SCORES_AFTER_QUIET` (`set_scores_quiet`), or
-    /// `SCORES_AT_LEAST_EVERY` after the last time if they never do
-    /// (working them out takes both cores for a second or two at 1M
-    /// customers: not after every write; until then, the 360 calls the
-    /// plugins itself for the customers written since).
+    /// `SCORES_AT_LEAST_EVERY` after the first change since the last time
+    /// if they never do (working them out takes both cores for a second or
+    /// two at 1M customers: not after every write; until then, the 360
+    /// calls the plugins itself for the customers written since).
     pub(crate) fn refresh_scores(&self) {
-        let quiet = (self.started.elapsed().as_millis() as u64)
-            .saturating_sub(self.changed_at.load(Ordering::Acquire));
-        let due = self
-            .scores
-            .age()
-            .is_some_and(|age| age >= SCORES_AT_LEAST_EVERY);
+        let now = self.started.elapsed().as_millis() as u64;
+        let quiet = now.saturating_sub(self.changed_at.load(Ordering::Acquire));
+        let due = match self.scores_behind_since.load(Ordering::Acquire) {
+            NOT_BEHIND => false,
+            since => {
+                now.saturating_sub(since) >= self.scores_at_least_every.load(Ordering::Relaxed)
+            }
+        };
         if self.generation() > 0 && quiet < self.scores_quiet.load(Ordering::Relaxed) && !due {
             return;
         }
@@ -381,6 +408,10 @@ impl AppState {
             return;
         }
         let started = Instant::now();
+        // The generation stays while the read lock is held: a change from
+        // now on finds the sheet current and starts the clock again.
+        self.scores_behind_since
+            .store(NOT_BEHIND, Ordering::Release);
         self.scores
             .work_out(&data.work.snapshot, generation, &self.registry, rfm);
         tracing::info!(
