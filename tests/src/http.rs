@@ -475,6 +475,41 @@ fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
         rest.contains("route=/api/v1/customers/{id} status=200"),
         "{rest}"
     );
+    // The request's line, as `tracing`'s formatter writes an event:
+    // `2026-12-05T00:05:39.100048Z  INFO server::http: request
+    // request_id=… method=GET route=… status=200 ms=0.123`.
+    let line = rest
+        .lines()
+        .find(|l| l.contains("route=/api/v1/customers/{id}"))
+        .unwrap();
+    let (time, fields) = line
+        .split_once("Z  INFO server::http: request request_id=")
+        .unwrap_or_else(|| panic!("{line}"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (seconds, micros) = time.split_once('.').unwrap();
+    assert!(
+        model::Timestamp::parse(&format!("{seconds}Z")).is_ok(),
+        "{line}"
+    );
+    assert!(micros.len() == 6 && digits(micros), "{line}");
+    let fields: Vec<&str> = fields.split(' ').collect();
+    let (prefix, n) = fields[0].split_once('-').unwrap();
+    assert!(prefix.len() == 16 && n.len() >= 12 && digits(n), "{line}");
+    assert_eq!(
+        fields[1..4],
+        ["method=GET", "route=/api/v1/customers/{id}", "status=200"],
+        "{line}"
+    );
+    let (whole, fraction) = fields[4]
+        .strip_prefix("ms=")
+        .unwrap()
+        .split_once('.')
+        .unwrap();
+    assert!(
+        digits(whole) && fraction.len() == 3 && digits(fraction),
+        "{line}"
+    );
+    assert_eq!(fields.len(), 5, "{line}");
 }
 
 /// A new customer as the API takes it.

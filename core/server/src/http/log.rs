@@ -170,10 +170,10 @@ pub(crate) fn request(id: &str, method: &str, route: &str, status: u16, elapsed:
     LINE.with_borrow_mut(|(line, second, text)| {
         if *second != now.as_secs() {
             *second = now.as_secs();
-            let stamp = model::Timestamp::from_seconds(now.as_secs() as i64).to_string();
-            // `2026-12-04T19:46:37Z`; a year past 9999 is not written so.
-            if let Some(head) = stamp.as_bytes().get(..19) {
-                text.copy_from_slice(head);
+            // `2026-12-04T19:46:37Z` without its `Z`; a year past 9999 has
+            // no such text.
+            if let Some(stamp) = model::Timestamp::from_seconds(now.as_secs() as i64).text() {
+                text.copy_from_slice(&stamp[..19]);
             }
         }
         let mut n = itoa::Buffer::new();

@@ -123,7 +123,7 @@ impl Scores {
         as_of: Option<model::Date>,
         rfm: &Option<Arc<Vec<analysis::Scores>>>,
         plugins: &[Arc<LoadedPlugin>],
-        out: &mut Vec<u8>,
+        json: &mut Json,
     ) -> bool {
         let sheet = self.sheet.read().expect("scores lock");
         let Some(sheet) = sheet.as_ref().filter(|sheet| {
@@ -144,7 +144,6 @@ impl Scores {
             return false;
         }
         // `Vec<ScoreView>` as its derived `Serialize` writes it.
-        let mut json = Json(std::mem::take(out));
         json.raw("[");
         for (n, m) in sheet
             .models
@@ -179,7 +178,6 @@ impl Scores {
             json.raw("]}");
         }
         json.raw("]");
-        *out = json.0;
         true
     }
 

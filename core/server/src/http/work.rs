@@ -128,9 +128,7 @@ pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Opti
     let as_of = data.work.snapshot.default_as_of();
     // The scores worked out ahead if they are current, else the plugins'.
     let scores = |out: &mut super::json::Json| {
-        state
-            .scores
-            .write_json(row, as_of, &rfm, &plugins, &mut out.0)
+        state.scores.write_json(row, as_of, &rfm, &plugins, out)
             || serde_json::to_writer(&mut out.0, &scores_of(&data.work, row, rfm.clone())).is_ok()
     };
     let segments = |out: &mut super::json::Json| {

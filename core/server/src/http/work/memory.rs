@@ -14,8 +14,9 @@ use model::{
 use crate::http::json::Json;
 
 /// The 360 of snapshot row `row` as JSON, with the newest `limit` entries
-/// of its timeline (`scores` and `segments` write theirs); `None` if a column holds a code the model does not
-/// know (the caller then reads the store).
+/// of its timeline (`scores` and `segments` write their parts); `None` if
+/// a column holds a code the model does not know, or `scores` could not
+/// write them (the caller then reads the store).
 pub(super) fn view_json(
     s: &Snapshot,
     row: u32,
