@@ -16,7 +16,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 /// Every analysis of a store, as JSON text, from a snapshot built afresh.
 fn fresh_results(store: &dyn store::Store) -> String {
-    let snapshot = server::host::build(store).unwrap();
+    let snapshot = app::checkpoint::build(store).unwrap();
     results(&snapshot)
 }
 
@@ -188,22 +188,22 @@ fn analyses_run_on_a_segment_and_as_of_a_day() {
 fn the_snapshot_follows_writes_and_survives_a_damaged_checkpoint() {
     let data = dataset(Industry::Retail, 500, 5);
     let dir = tempfile::tempdir().unwrap();
-    let checkpoint = server::host::checkpoint_path(dir.path());
+    let checkpoint = app::checkpoint::checkpoint_path(dir.path());
     let store = open_store(dir.path());
     import(&*store, &data).unwrap();
 
     // The first open builds the snapshot and saves it; the next one loads it.
-    let first = server::host::open(&*store, &checkpoint).unwrap();
+    let first = app::checkpoint::open(&*store, &checkpoint).unwrap();
     assert!(
-        matches!(first.readiness, server::host::Readiness::Rebuilt { .. }),
+        matches!(first.readiness, app::checkpoint::Readiness::Rebuilt { .. }),
         "{:?}",
         first.readiness
     );
-    let loaded = server::host::open(&*store, &checkpoint).unwrap();
+    let loaded = app::checkpoint::open(&*store, &checkpoint).unwrap();
     assert!(
         matches!(
             loaded.readiness,
-            server::host::Readiness::Loaded { changes: 0 }
+            app::checkpoint::Readiness::Loaded { changes: 0 }
         ),
         "{:?}",
         loaded.readiness
@@ -231,9 +231,9 @@ fn the_snapshot_follows_writes_and_survives_a_damaged_checkpoint() {
             Record::Transaction(added),
         ])
         .unwrap();
-    let caught_up = server::host::open(&*store, &checkpoint).unwrap();
+    let caught_up = app::checkpoint::open(&*store, &checkpoint).unwrap();
     assert!(
-        matches!(caught_up.readiness, server::host::Readiness::Loaded { changes } if changes > 0),
+        matches!(caught_up.readiness, app::checkpoint::Readiness::Loaded { changes } if changes > 0),
         "{:?}",
         caught_up.readiness
     );
@@ -248,9 +248,9 @@ fn the_snapshot_follows_writes_and_survives_a_damaged_checkpoint() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&checkpoint, bytes).unwrap();
-    let rebuilt = server::host::open(&*store, &checkpoint).unwrap();
+    let rebuilt = app::checkpoint::open(&*store, &checkpoint).unwrap();
     match &rebuilt.readiness {
-        server::host::Readiness::Rebuilt { why } => assert!(why.contains("checksum"), "{why}"),
+        app::checkpoint::Readiness::Rebuilt { why } => assert!(why.contains("checksum"), "{why}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(results(&rebuilt.snapshot), fresh_results(&*store));
@@ -312,17 +312,20 @@ fn a_checkpoint_of_another_store_is_not_used() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let store_a = open_store(a.path());
     import(&*store_a, &dataset(Industry::Retail, 200, 1)).unwrap();
-    server::host::open(&*store_a, &server::host::checkpoint_path(a.path())).unwrap();
+    app::checkpoint::open(&*store_a, &app::checkpoint::checkpoint_path(a.path())).unwrap();
     let store_b = open_store(b.path());
     import(&*store_b, &dataset(Industry::Retail, 200, 2)).unwrap();
     std::fs::copy(
-        server::host::checkpoint_path(a.path()),
-        server::host::checkpoint_path(b.path()),
+        app::checkpoint::checkpoint_path(a.path()),
+        app::checkpoint::checkpoint_path(b.path()),
     )
     .unwrap();
-    let opened = server::host::open(&*store_b, &server::host::checkpoint_path(b.path())).unwrap();
+    let opened =
+        app::checkpoint::open(&*store_b, &app::checkpoint::checkpoint_path(b.path())).unwrap();
     match &opened.readiness {
-        server::host::Readiness::Rebuilt { why } => assert!(why.contains("another store"), "{why}"),
+        app::checkpoint::Readiness::Rebuilt { why } => {
+            assert!(why.contains("another store"), "{why}")
+        }
         other => panic!("the checkpoint of another store was used: {other:?}"),
     }
     assert_eq!(results(&opened.snapshot), fresh_results(&*store_b));

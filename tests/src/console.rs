@@ -5,9 +5,9 @@
 //! values, segment history, plugin analyses). The pages themselves are
 //! tested in Chromium by tests/e2e (`cargo xtask e2e`).
 
+use app::tokens::Role;
 use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
-use server::tokens::Role;
 
 use crate::http::{Api, HERE};
 
@@ -128,7 +128,7 @@ fn users_sign_in_with_a_password_and_changes_need_the_csrf_token() {
         .save("maria", Role::Agent, "a long password", false, "test")
         .unwrap();
     // Passwords are kept as Argon2id hashes only.
-    let stored = server::users::Users::new(std::sync::Arc::clone(&api.state.store));
+    let stored = app::users::Users::new(std::sync::Arc::clone(&api.state.store));
     assert!(stored.verify("maria", "a long password").unwrap().is_some());
     let raw = api
         .state
@@ -258,7 +258,14 @@ fn users_sign_in_with_a_password_and_changes_need_the_csrf_token() {
 
 #[test]
 fn tokens_sign_in_too_and_signing_out_ends_the_session() {
-    let api = Api::new();
+    // Three failed sign-ins a minute from one address, then 429.
+    let api = Api::with(
+        app::Config::default(),
+        server::http::HttpConfig {
+            failed_sign_ins: 3,
+            ..server::http::HttpConfig::default()
+        },
+    );
     let session = sign_in(&api, json!({"token": api.token(Role::Analyst)}), HERE).unwrap();
     let (status, _, me) = session.send(&api, "GET", "/api/v1/session", None, false);
     assert_eq!(status, StatusCode::OK);
@@ -268,7 +275,6 @@ fn tokens_sign_in_too_and_signing_out_ends_the_session() {
         .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     // Wrong passwords count toward the limit of failed sign-ins.
-    api.state.set_failed_sign_ins(3);
     for _ in 0..3 {
         let (status, _) = sign_in(&api, json!({"token": "crm_wrong"}), [10, 0, 0, 3])
             .err()
@@ -644,7 +650,7 @@ fn crm_user_makes_lists_changes_and_removes_users() {
     let out = crm(&["user", "create", "x", "--role", "boss", "--db", db_arg]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role 'boss'"));
     {
-        let users = server::users::Users::new(crate::support::open_store(&db));
+        let users = app::users::Users::new(crate::support::open_store(&db));
         assert_eq!(users.verify("maria", &made).unwrap(), Some(Role::Agent));
     }
     // A new password from standard input, and a new role.
@@ -673,7 +679,7 @@ fn crm_user_makes_lists_changes_and_removes_users() {
     );
     assert!(out.stdout.is_empty(), "a given password is not printed");
     {
-        let users = server::users::Users::new(crate::support::open_store(&db));
+        let users = app::users::Users::new(crate::support::open_store(&db));
         assert_eq!(users.verify("maria", &made).unwrap(), None);
         assert_eq!(
             users.verify("maria", "the new password").unwrap(),

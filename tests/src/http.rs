@@ -7,13 +7,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use app::tokens::{Role, Tokens};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use generate::Industry;
 use serde_json::Value;
-use server::http::{AppState, router};
-use server::tokens::{Role, Tokens};
+use server::http::{AppState, HttpConfig, router};
 use tower::ServiceExt;
 
 use crate::support::{crm, crm_bin, dataset, import, open_store, plugin_package};
@@ -27,12 +27,18 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new() -> Api {
+        Api::with(app::Config::default(), HttpConfig::default())
+    }
+
+    /// An API over a CRM and an HTTP side set up as given (webhook
+    /// deliveries retried after 50 ms unless set otherwise).
+    pub(crate) fn with(config: app::Config, http: HttpConfig) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store");
         let store = open_store(&db);
         import(&*store, &dataset(Industry::Retail, 200, 3)).unwrap();
-        let snapshot = server::host::build(&*store).unwrap();
-        let registry = server::plugins::registry(&db).unwrap();
+        let snapshot = app::checkpoint::build(&*store).unwrap();
+        let registry = app::plugins::registry(&db).unwrap();
         registry
             .install(&plugin_package("tobacco-retail"), None)
             .unwrap();
@@ -41,8 +47,11 @@ impl Api {
             .into_iter()
             .map(|role| (role, tokens.create(role.as_str(), role).unwrap()))
             .collect();
-        let state = AppState::new(store, snapshot, registry).unwrap();
-        state.set_webhook_retry(std::time::Duration::from_millis(50));
+        let http = HttpConfig {
+            webhook_retry: std::time::Duration::from_millis(50),
+            ..http
+        };
+        let state = AppState::new(app::Crm::new(store, snapshot, registry, config), http);
         Api {
             _dir: dir,
             router: router(Arc::clone(&state)),
@@ -1290,12 +1299,16 @@ fn the_customer_360_from_memory_is_the_one_read_from_the_store() {
 /// agree with the plugin's answer read through the store.
 #[test]
 fn writes_leave_the_other_customers_scores_in_use() {
-    let api = Api::new();
+    // Not worked out again in this test once settled: what follows reads
+    // the sheet made before the writes.
+    let api = Api::with(
+        app::Config {
+            scores_after_quiet: std::time::Duration::from_secs(3600),
+            ..app::Config::default()
+        },
+        HttpConfig::default(),
+    );
     settled(&api);
-    // Not worked out again in this test: what follows reads the sheet made
-    // before the writes.
-    api.state
-        .set_scores_quiet(std::time::Duration::from_secs(3600));
     let (_, page) = api.get("/api/v1/customers?limit=500", Role::Viewer);
     let all = ids(&page, "customer_id");
     let plugin = "tobacco-retail";
@@ -1373,11 +1386,16 @@ fn writes_leave_the_other_customers_scores_in_use() {
 #[test]
 fn scores_behind_for_too_long_are_worked_out_again_counted_from_the_first_write() {
     use std::time::{Duration, Instant};
-    let api = Api::new();
-    settled(&api);
     let every = Duration::from_secs(3);
-    api.state.set_scores_quiet(Duration::from_secs(3600));
-    api.state.set_scores_at_least_every(every);
+    let api = Api::with(
+        app::Config {
+            scores_after_quiet: Duration::from_secs(3600),
+            scores_at_least_every: every,
+            ..app::Config::default()
+        },
+        HttpConfig::default(),
+    );
+    settled(&api);
     // The sheet is older than `every`, and current all along.
     std::thread::sleep(every + Duration::from_millis(500));
     server::http::refresh_scores(&api.state);
@@ -1484,7 +1502,7 @@ fn analyses_run_on_everyone_or_on_a_segment() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir.path().join("same"));
     import(&*store, &dataset(Industry::Retail, 200, 3)).unwrap();
-    let snapshot = server::host::build(&*store).unwrap();
+    let snapshot = app::checkpoint::build(&*store).unwrap();
     for name in ["rfm", "pareto", "performance"] {
         let (status, body) = api.get(
             &format!("/api/v1/analyses/{name}?as_of=2025-06-30"),

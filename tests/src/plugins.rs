@@ -302,7 +302,7 @@ fn an_upgrade_swaps_the_plugin_while_calls_run() {
 fn customers_written_together_are_validated_in_one_call_and_refused_alone() {
     let dir = tempfile::tempdir().unwrap();
     let registry = registry(dir.path());
-    let rules = server::plugins::FieldRules::of(&registry);
+    let rules = app::plugins::FieldRules::of(&registry);
     let customer = |id: &str, attributes: &str| model::Customer {
         customer_id: model::CustomerId::parse(id).unwrap(),
         name: format!("Customer {id}"),
@@ -329,7 +329,8 @@ fn customers_written_together_are_validated_in_one_call_and_refused_alone() {
         customer("C", r#"{"fixture_seen":"yes"}"#),
         customer("D", "{}"),
     ];
-    let outcomes = server::plugins::validate_writes(&registry, &rules, together);
+    let outcomes =
+        app::plugins::validate_writes(&registry, &rules, together.into_iter().map(Ok).collect());
     assert_eq!(calls(&registry), 1, "one call for the four");
     let seen = |c: &model::Customer| c.attributes.to_value()["fixture_seen"].clone();
     assert_eq!(seen(outcomes[0].as_ref().unwrap()), serde_json::json!(true));
@@ -347,7 +348,8 @@ fn customers_written_together_are_validated_in_one_call_and_refused_alone() {
         customer("PANIC", "{}"),
         customer("D", "{}"),
     ];
-    let outcomes = server::plugins::validate_writes(&registry, &rules, with_panic);
+    let outcomes =
+        app::plugins::validate_writes(&registry, &rules, with_panic.into_iter().map(Ok).collect());
     assert_eq!(
         calls(&registry),
         1 + 1 + 3,

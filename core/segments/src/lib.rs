@@ -36,6 +36,8 @@ pub use engine::{Customer, Limits, engine};
 pub use frame::{Column, Extra, Frame, NoExtra, Value};
 pub use live::{Live, Movement};
 pub use parse::Pos;
+/// The engine scripts are compiled and run with, as `engine` builds it.
+pub use rhai::Engine;
 pub use segment::{
     Compiled, Definition, Explanation, Part, Read, RunError, ScriptError, Shape, compile,
 };

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use app::tokens::Role;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use server::http::AppState;
-use server::tokens::{Role, Tokens};
 use tower::Service;
 
 #[global_allocator]
@@ -38,18 +38,19 @@ fn main() -> Result<()> {
         None => 200_000,
     };
     let _log = server::http::logging(Box::new(std::io::sink()), false);
-    let store = store::open(&db, &store::Options::default())
-        .with_context(|| format!("opening {}", db.display()))?;
-    let opened = server::host::open(&*store, &server::host::checkpoint_path(&db))?;
-    let ids: Vec<String> = (0..opened.snapshot.customers.len())
-        .map(|i| opened.snapshot.customers.ids.get(i).to_owned())
-        .collect();
+    let crm = app::Crm::open(&db, false, app::Config::default())?;
+    let ids: Vec<String> = {
+        let data = crm.read();
+        let customers = &data.base.snapshot.customers;
+        (0..customers.len())
+            .map(|i| customers.ids.get(i).to_owned())
+            .collect()
+    };
     if ids.is_empty() {
         bail!("the store has no customers");
     }
-    let registry = server::plugins::registry(&db)?;
-    let token = Tokens::new(Arc::clone(&store)).create("requests-bench", Role::Admin)?;
-    let state = AppState::new(store, opened.snapshot, registry)?;
+    let token = crm.tokens.create("requests-bench", Role::Admin)?;
+    let state = AppState::new(crm, server::http::HttpConfig::default());
     // As the benchmark measures a server that has settled: scores worked
     // out ahead and segment memberships built.
     let deadline = Instant::now() + Duration::from_secs(600);

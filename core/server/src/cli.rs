@@ -588,8 +588,8 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Snapshot { db, rebuild } => {
             let store = open_store(&db.db, false)?;
-            let path = crate::host::checkpoint_path(&db.db);
-            let opened = crate::host::open_with(&*store, &path, rebuild)
+            let path = app::checkpoint::checkpoint_path(&db.db);
+            let opened = app::checkpoint::open_with(&*store, &path, rebuild)
                 .context("preparing the analysis snapshot")?;
             eprintln!("{}", describe_readiness(&opened));
             Ok(())
@@ -621,11 +621,11 @@ fn run(command: Command) -> Result<()> {
             }
             let members = match segment {
                 Some(name) => {
-                    let ws = crate::segments::Workspace::new(
+                    let ws = app::Base::new(
                         store,
                         opened.snapshot,
-                        crate::plugins::registry(&db.db)?,
-                    )?;
+                        Arc::new(app::plugins::registry(&db.db)?),
+                    );
                     let (_, def) = ws.definition(&name)?;
                     let members = ws
                         .evaluate(&def, None)
@@ -768,13 +768,16 @@ fn parse_kind(kind: &str) -> Result<EntityKind> {
     })
 }
 
-/// Reads records of one kind as JSON lines from stdin and writes each one
-/// durably before acknowledging it with `ok <id> added|updated|unchanged`.
-/// Stops at the first invalid line; the lines before it are written.
+/// Reads records of one kind as JSON lines from stdin (the shape `crm get`
+/// prints: a customer's `metrics` are computed and ignored, a `revision`
+/// is the revision the write expects) and writes each through the write
+/// path (the plugins' checks, an audit entry naming `cli`), durably before
+/// acknowledging it with `ok <id> added|updated|unchanged`. Stops at the
+/// first line refused; the lines before it are written.
 fn put(store: &dyn Store, db: &Path, kind: EntityKind) -> Result<()> {
     use std::io::{BufRead, Write};
-    let registry = crate::plugins::registry(db)?;
-    let rules = crate::plugins::FieldRules::of(&registry);
+    let registry = app::plugins::registry(db)?;
+    let actor = store::Actor::new("cli");
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for (n, line) in stdin.lines().enumerate() {
@@ -782,45 +785,75 @@ fn put(store: &dyn Store, db: &Path, kind: EntityKind) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let record = parse_record(kind, &line)
-            .and_then(|record| match record {
-                model::Record::Customer(c) => crate::plugins::validate_write(&registry, &rules, c)
-                    .map(model::Record::Customer),
-                other => Ok(other),
-            })
-            .with_context(|| format!("stdin line {}", n + 1))?;
+        let at = || format!("stdin line {}", n + 1);
+        let (record, expect) = parse_record(kind, &line).with_context(at)?;
         let id = record.id().to_owned();
-        let counts = store
-            .upsert_durable(vec![record])
-            .with_context(|| format!("stdin line {}", n + 1))?;
-        let what = if counts.added > 0 {
-            "added"
-        } else if counts.updated > 0 {
-            "updated"
+        let what = if matches!(
+            record,
+            model::Record::Transaction(_) | model::Record::Interaction(_)
+        ) {
+            app::write::check_record(&record).with_context(at)?;
+            let new = store.put_line(record, expect, &actor).with_context(at)?;
+            if new { "added" } else { "updated" }
         } else {
-            "unchanged"
+            let before = store.get_revised(kind, &id).with_context(at)?;
+            let write = store::Expected {
+                record,
+                expect,
+                actor: actor.clone(),
+            };
+            let outcome = app::write::check_and_write(
+                store,
+                &registry,
+                vec![write],
+                app::Source::Client,
+                &mut |_, _| {},
+            )
+            .pop()
+            .expect("one outcome per write");
+            let (revision, _) = outcome.with_context(at)?;
+            match before {
+                None => "added",
+                Some((old, _)) if old == revision => "unchanged",
+                Some(_) => "updated",
+            }
         };
+        store.flush().with_context(at)?;
         writeln!(stdout, "ok {id} {what}")?;
         stdout.flush()?;
     }
     Ok(())
 }
 
-fn parse_record(kind: EntityKind, json: &str) -> Result<model::Record> {
+/// One record as `crm get` prints it, and the revision its write expects
+/// (its `revision` member, else whatever is stored).
+fn parse_record(kind: EntityKind, json: &str) -> Result<(model::Record, store::Expect)> {
     use model::Record;
+    let mut value: serde_json::Value = serde_json::from_str(json)?;
+    let mut expect = store::Expect::Any;
+    if let Some(object) = value.as_object_mut() {
+        // Computed members of `crm get`'s output.
+        object.remove("metrics");
+        if let Some(revision) = object.remove("revision") {
+            let revision = revision
+                .as_u64()
+                .with_context(|| format!("revision: expected a whole number, got {revision}"))?;
+            expect = store::Expect::Revision(revision);
+        }
+    }
     let record = match kind {
-        EntityKind::Customer => Record::Customer(serde_json::from_str(json)?),
-        EntityKind::Product => Record::Product(serde_json::from_str(json)?),
-        EntityKind::Campaign => Record::Campaign(serde_json::from_str(json)?),
-        EntityKind::Transaction => Record::Transaction(serde_json::from_str(json)?),
-        EntityKind::Interaction => Record::Interaction(serde_json::from_str(json)?),
+        EntityKind::Customer => Record::Customer(serde_json::from_value(value)?),
+        EntityKind::Product => Record::Product(serde_json::from_value(value)?),
+        EntityKind::Campaign => Record::Campaign(serde_json::from_value(value)?),
+        EntityKind::Transaction => Record::Transaction(serde_json::from_value(value)?),
+        EntityKind::Interaction => Record::Interaction(serde_json::from_value(value)?),
     };
     let problems = record.problems();
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         bail!("{}", list.join("; "));
     }
-    Ok(record)
+    Ok((record, expect))
 }
 
 /// Runs `crm snapshot --db DB` as a child process.
@@ -845,18 +878,25 @@ fn refresh_snapshot_in_child(db: &Path, quiet: bool) -> Result<()> {
 }
 
 /// The analysis snapshot of the store in directory `db`, current.
-fn open_snapshot(store: &dyn Store, db: &Path) -> Result<crate::host::Opened> {
-    crate::host::open(store, &crate::host::checkpoint_path(db))
+fn open_snapshot(store: &dyn Store, db: &Path) -> Result<app::checkpoint::Opened> {
+    app::checkpoint::open(store, &app::checkpoint::checkpoint_path(db))
         .context("preparing the analysis snapshot")
 }
 
-fn describe_readiness(opened: &crate::host::Opened) -> String {
-    let s = &opened.snapshot;
-    let what = match &opened.readiness {
-        crate::host::Readiness::Loaded { changes } => {
+fn describe_readiness(opened: &app::checkpoint::Opened) -> String {
+    describe_snapshot(&opened.snapshot, &opened.readiness, opened.took)
+}
+
+fn describe_snapshot(
+    s: &analysis::Snapshot,
+    readiness: &app::checkpoint::Readiness,
+    took: std::time::Duration,
+) -> String {
+    let what = match readiness {
+        app::checkpoint::Readiness::Loaded { changes } => {
             format!("loaded from its checkpoint, {changes} changes applied")
         }
-        crate::host::Readiness::Rebuilt { why } => format!("built from the store ({why})"),
+        app::checkpoint::Readiness::Rebuilt { why } => format!("built from the store ({why})"),
     };
     format!(
         "analysis snapshot: {} customers, {} transactions, {} interactions, {} in memory; {what} in {:.2}s",
@@ -864,7 +904,7 @@ fn describe_readiness(opened: &crate::host::Opened) -> String {
         HumanCount(s.n_transactions() as u64),
         HumanCount(s.n_interactions() as u64),
         HumanBytes(s.memory_bytes() as u64),
-        opened.took.as_secs_f64()
+        took.as_secs_f64()
     )
 }
 
@@ -1020,30 +1060,16 @@ fn open_store(path: &Path, create: bool) -> Result<Arc<dyn Store>> {
 
 fn import(store: &dyn Store, db: &Path, dir: &Path, skip_invalid: bool, quiet: bool) -> Result<()> {
     let started = Instant::now();
-    let rules = crate::plugins::FieldRules::of(&crate::plugins::registry(db)?);
-    let options = transfer::ImportOptions {
-        skip_invalid,
-        rules: (!rules.is_empty()).then_some(&rules as &dyn transfer::Rules),
-    };
-    let report = transfer::import(store, dir, &options, &Reporter::for_stderr(quiet))?;
-    let files: Vec<serde_json::Value> = report
-        .files
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "file": f.kind.file_name(), "rows": f.rows, "added": f.added,
-                "updated": f.updated, "unchanged": f.unchanged, "rejected": f.rejected,
-            })
-        })
-        .collect();
-    audit_cli(
+    let registry = app::plugins::registry(db)?;
+    let report = app::imports::import(
         store,
-        "import",
-        "import",
+        &registry,
+        dir,
+        skip_invalid,
+        &store::Actor::new("cli"),
         &dir.display().to_string(),
-        None,
-        Some(serde_json::json!({ "files": files })),
-    );
+        &Reporter::for_stderr(quiet),
+    )?;
     let mut rows = 0;
     for file in &report.files {
         outln!("{file}");
@@ -1103,7 +1129,7 @@ fn stats(store: &dyn Store, db: Option<&Path>) -> Result<()> {
         HumanBytes(store.size_on_disk()?).to_string()
     );
     if let Some(db) = db
-        && let Ok(meta) = std::fs::metadata(crate::host::checkpoint_path(db))
+        && let Ok(meta) = std::fs::metadata(app::checkpoint::checkpoint_path(db))
     {
         outln!(
             "{:<13} {:>12}",
@@ -1206,24 +1232,21 @@ fn generate_data(industry: Industry, customers: u32, seed: u64, out: &Path) -> R
 
 /// Serves the store at `db` (the HTTP API and the console).
 fn serve(db: &Path, cache_mib: u64, options: crate::http::Options) -> Result<()> {
-    if !db.exists() {
-        bail!(
-            "no store at {} (create one with `crm import --db {} DIR`)",
-            db.display(),
-            db.display()
+    let crm = app::Crm::open(
+        db,
+        false,
+        app::Config {
+            cache_bytes: cache_mib << 20,
+            ..app::Config::default()
+        },
+    )?;
+    if let Some((readiness, took)) = crm.readiness() {
+        eprintln!(
+            "{}",
+            describe_snapshot(&crm.read().base.snapshot, &readiness, took)
         );
     }
-    let store = store::open(
-        db,
-        &store::Options {
-            cache_bytes: cache_mib << 20,
-        },
-    )
-    .with_context(|| format!("opening the store at {}", db.display()))?;
-    let opened = open_snapshot(&*store, db)?;
-    eprintln!("{}", describe_readiness(&opened));
-    let registry = crate::plugins::registry(db)?;
-    crate::http::serve(db, store, opened.snapshot, registry, options)
+    crate::http::serve(db, crm, options)
 }
 
 fn demo(
@@ -1278,9 +1301,9 @@ fn demo(
     }
     // A demo user to sign in to the console with, with a new password each
     // time the demo starts.
-    let password = crate::users::random_password()?;
-    let users = crate::users::Users::new(Arc::clone(&store));
-    users.save("demo", crate::tokens::Role::Admin, &password, true, "demo")?;
+    let password = app::users::random_password()?;
+    let users = app::users::Users::new(Arc::clone(&store));
+    users.save("demo", app::tokens::Role::Admin, &password, true, "demo")?;
     drop(users);
     drop(store);
     outln!(
@@ -1324,7 +1347,7 @@ fn demo_plugin(db: &Path, id: &str) -> Result<()> {
         bail!("cargo xtask plugins failed");
     }
     let package = root.join("target/plugins").join(id);
-    let registry = crate::plugins::registry(db)?;
+    let registry = app::plugins::registry(db)?;
     let installed = registry.list().into_iter().find(|p| p.id == id);
     let built = plugin_host::Manifest::read(&package.join("plugin.toml"))?;
     let plugin = match installed {
@@ -1351,25 +1374,25 @@ fn read_config(path: Option<&Path>) -> Result<Option<serde_json::Value>> {
 }
 
 /// Opens what a segment command works with.
-fn segment_workspace(db: &Path) -> Result<crate::segments::Workspace> {
+fn segment_workspace(db: &Path) -> Result<app::Base> {
     workspace_of(open_store(db, false)?, db)
 }
 
-fn workspace_of(store: Arc<dyn Store>, db: &Path) -> Result<crate::segments::Workspace> {
+fn workspace_of(store: Arc<dyn Store>, db: &Path) -> Result<app::Base> {
     let opened = open_snapshot(&*store, db)?;
-    crate::segments::Workspace::new(store, opened.snapshot, crate::plugins::registry(db)?)
+    Ok(app::Base::new(
+        store,
+        opened.snapshot,
+        Arc::new(app::plugins::registry(db)?),
+    ))
 }
 
 /// Saves the segments plugin `id` ships that the store does not have yet.
 fn add_shipped_segments(store: Arc<dyn Store>, db: &Path, id: &str) -> Result<()> {
     let ws = workspace_of(store, db)?;
     let plugin = ws.registry.get(id)?;
-    for (name, def) in crate::segments::shipped(&plugin.dir)? {
-        if ws
-            .store
-            .definition(crate::segments::SPACE, &name)?
-            .is_some()
-        {
+    for (name, def) in app::base::shipped(&plugin.dir)? {
+        if ws.store.definition(app::base::SPACE, &name)?.is_some() {
             continue;
         }
         match ws.save(&name, &def, store::Expect::New, &format!("plugin {id}")) {
@@ -1384,11 +1407,11 @@ fn segment_definition(
     args: &ScriptArgs,
     description: Option<String>,
 ) -> Result<segments::Definition> {
-    let script = crate::segments::script_text(args.script.as_deref(), args.expr.as_deref())?;
+    let script = app::base::script_text(args.script.as_deref(), args.expr.as_deref())?;
     Ok(segments::Definition {
-        description: description.unwrap_or_else(|| crate::segments::leading_comment(&script)),
+        description: description.unwrap_or_else(|| app::base::leading_comment(&script)),
         script,
-        params: crate::segments::parse_params(&args.params)?,
+        params: app::base::parse_params(&args.params)?,
     })
 }
 
@@ -1400,7 +1423,7 @@ fn share(part: usize, whole: usize) -> String {
     }
 }
 
-fn how_evaluated(evaluated: &crate::segments::Evaluated) -> &'static str {
+fn how_evaluated(evaluated: &app::base::Evaluated) -> &'static str {
     if evaluated.compiled.is_plain() {
         "over columns"
     } else {
@@ -1472,9 +1495,9 @@ fn audit_command(
 /// Saves user `name` with the password given on standard input, or a new
 /// random one, printed once.
 fn save_user(
-    users: &crate::users::Users,
+    users: &app::users::Users,
     name: &str,
-    role: crate::tokens::Role,
+    role: app::tokens::Role,
     password_stdin: bool,
     replace: bool,
 ) -> Result<()> {
@@ -1485,7 +1508,7 @@ fn save_user(
             .context("reading the password from standard input")?;
         line.trim_end_matches(['\n', '\r']).to_owned()
     } else {
-        crate::users::random_password()?
+        app::users::random_password()?
     };
     users.save(name, role, &password, replace, "cli")?;
     eprintln!("user {name} ({}) saved", role.as_str());
@@ -1497,8 +1520,8 @@ fn save_user(
 }
 
 fn user_command(command: UserCommand) -> Result<()> {
-    use crate::tokens::Role;
-    use crate::users::Users;
+    use app::tokens::Role;
+    use app::users::Users;
     match command {
         UserCommand::Create {
             db,
@@ -1548,7 +1571,7 @@ fn user_command(command: UserCommand) -> Result<()> {
 }
 
 fn token_command(command: TokenCommand) -> Result<()> {
-    use crate::tokens::{Role, Tokens};
+    use app::tokens::{Role, Tokens};
     match command {
         TokenCommand::Create { db, role, name } => {
             let role = Role::parse(&role)?;
@@ -1584,7 +1607,7 @@ fn token_command(command: TokenCommand) -> Result<()> {
 }
 
 fn segment_command(command: SegmentCommand) -> Result<()> {
-    use crate::segments::{SPACE, decode};
+    use app::base::{SPACE, decode};
     match command {
         SegmentCommand::Create {
             db,
@@ -1594,7 +1617,7 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
             replace,
             revision,
         } => {
-            crate::segments::check_name(&name)?;
+            app::base::check_name(&name)?;
             let def = segment_definition(&script, description)?;
             let ws = segment_workspace(&db.db)?;
             let expect = match (replace, revision) {
@@ -1763,7 +1786,7 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
                     }
                 }
                 MemberFormat::Csv => {
-                    crate::segments::write_members_csv(&mut sink, &ws, &evaluated)?;
+                    app::base::write_members_csv(&mut sink, &ws, &evaluated)?;
                 }
             }
             sink.flush()?;
@@ -1851,7 +1874,7 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
         }
         SegmentCommand::Bench { db, runs, format } => {
             let ws = segment_workspace(&db.db)?;
-            let lines = crate::segments::bench(&ws, runs)?;
+            let lines = app::base::bench(&ws, runs)?;
             match format {
                 Format::Json => outln!("{}", serde_json::to_string_pretty(&lines)?),
                 Format::Text => {
@@ -1873,8 +1896,8 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
             Ok(())
         }
         SegmentCommand::Fields { db, format } => {
-            let registry = crate::plugins::registry(&db.db)?;
-            let (catalog, left_out) = crate::segments::catalog(&registry);
+            let registry = app::plugins::registry(&db.db)?;
+            let (catalog, left_out) = app::base::catalog(&registry);
             for problem in &left_out {
                 eprintln!("note: {problem}");
             }
@@ -1921,8 +1944,8 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
         PluginCommand::Bench { db, id, model } => {
             let store = open_store(&db.db, false)?;
             let opened = open_snapshot(&*store, &db.db)?;
-            let plugin = crate::plugins::registry(&db.db)?.get(&id)?;
-            let r = crate::plugins::bench(&opened.snapshot, &plugin, &model)?;
+            let plugin = app::plugins::registry(&db.db)?.get(&id)?;
+            let r = app::plugins::bench(&opened.snapshot, &plugin, &model)?;
             let n = r.customers.max(1) as f64;
             let per = |d: std::time::Duration| d.as_secs_f64() * 1e9 / n;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
@@ -1986,7 +2009,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             config,
         } => {
             let store = open_store(&db.db, false)?;
-            let registry = crate::plugins::registry(&db.db)?;
+            let registry = app::plugins::registry(&db.db)?;
             let plugin = registry.install(&package, read_config(config.as_deref())?)?;
             audit_cli(
                 &*store,
@@ -2011,7 +2034,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             config,
         } => {
             let store = open_store(&db.db, false)?;
-            let registry = crate::plugins::registry(&db.db)?;
+            let registry = app::plugins::registry(&db.db)?;
             let plugin = registry.upgrade(&package, read_config(config.as_deref())?)?;
             audit_cli(
                 &*store,
@@ -2025,7 +2048,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             Ok(())
         }
         PluginCommand::List { db, format } => {
-            let registry = crate::plugins::registry(&db.db)?;
+            let registry = app::plugins::registry(&db.db)?;
             let list = registry.list();
             if format == Format::Json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
@@ -2065,21 +2088,21 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
         }
         PluginCommand::Enable { db, id } => {
             let store = open_store(&db.db, false)?;
-            crate::plugins::registry(&db.db)?.enable(&id)?;
+            app::plugins::registry(&db.db)?.enable(&id)?;
             audit_cli(&*store, "enable", "plugin", &id, None, None);
             outln!("enabled {id}");
             Ok(())
         }
         PluginCommand::Disable { db, id } => {
             let store = open_store(&db.db, false)?;
-            crate::plugins::registry(&db.db)?.disable(&id, Some("disabled by hand".into()))?;
+            app::plugins::registry(&db.db)?.disable(&id, Some("disabled by hand".into()))?;
             audit_cli(&*store, "disable", "plugin", &id, None, None);
             outln!("disabled {id}");
             Ok(())
         }
         PluginCommand::Remove { db, id } => {
             let store = open_store(&db.db, false)?;
-            crate::plugins::registry(&db.db)?.remove(&id)?;
+            app::plugins::registry(&db.db)?.remove(&id)?;
             audit_cli(&*store, "remove", "plugin", &id, None, None);
             outln!("removed {id}");
             Ok(())
@@ -2096,9 +2119,9 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let (registry, plugin) = (&run.registry, &run.plugin);
             let snapshot = &run.opened.snapshot;
             let rows = run.rows(customers.as_deref())?;
-            let views = crate::plugins::Views::new(snapshot);
+            let views = app::plugins::Batches::new(snapshot);
             let started = Instant::now();
-            let scores = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
+            let scores = app::plugins::per_batch(&views, plugin, &rows, |batch| {
                 registry
                     .counted(plugin, |p| p.score(&model, batch))
                     .map(|(scores, _)| scores)
@@ -2157,8 +2180,8 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let (store, registry, plugin) = (&run.store, &run.registry, &run.plugin);
             let snapshot = &run.opened.snapshot;
             let rows = run.rows(customers.as_deref())?;
-            let views = crate::plugins::Views::new(snapshot);
-            let derived = crate::plugins::per_batch(&views, plugin, &rows, |batch| {
+            let views = app::plugins::Batches::new(snapshot);
+            let derived = app::plugins::per_batch(&views, plugin, &rows, |batch| {
                 registry
                     .counted(plugin, |p| p.derive(batch))
                     .map(|(fields, _)| fields)
@@ -2166,14 +2189,19 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
             let names = &plugin.manifest.hooks.derive;
             if save {
                 let ids = rows.iter().map(|&ci| snapshot.customers.id(ci));
-                let report = crate::plugins::save_derived(&**store, names, ids.zip(&derived))?;
+                let report =
+                    app::plugins::save_derived(&**store, registry, &id, names, ids.zip(&derived))?;
                 outln!(
-                    "{id}: derived fields saved for {} customers ({} updated, {} unchanged, {} failed)",
+                    "{id}: derived fields saved for {} customers ({} updated, {} unchanged, {} failed, {} refused)",
                     rows.len(),
                     report.counts.updated,
                     report.counts.unchanged,
-                    report.failed
+                    report.failed,
+                    report.refused.len()
                 );
+                for (customer, why) in report.refused.iter().take(10) {
+                    outln!("  {customer}: {why}");
+                }
                 return Ok(());
             }
             let mut columns = vec!["customer_id".to_owned()];
@@ -2212,7 +2240,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
         } => {
             let run = PluginRun::open(&db.db, &id)?;
             let (registry, plugin) = (&run.registry, &run.plugin);
-            let views = crate::plugins::Views::new(&run.opened.snapshot);
+            let views = app::plugins::Batches::new(&run.opened.snapshot);
             let rows = run.rows(None)?;
             let size = plugin.manifest.limits.max_batch as usize;
             let mut batches = rows.chunks(size).map(|chunk| views.batch(plugin, chunk));
@@ -2220,7 +2248,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                 registry.analysis(&id, &name, params.as_deref().unwrap_or(""), &mut batches)?;
             print_table(
                 &format!("{id} {name}"),
-                &crate::plugins::table_of(table),
+                &app::plugins::table_of(table),
                 format,
             )
         }
@@ -2231,7 +2259,7 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
 /// snapshot, its plugins and the one called.
 struct PluginRun {
     store: Arc<dyn Store>,
-    opened: crate::host::Opened,
+    opened: app::checkpoint::Opened,
     registry: plugin_host::Registry,
     plugin: Arc<plugin_host::LoadedPlugin>,
 }
@@ -2240,7 +2268,7 @@ impl PluginRun {
     fn open(db: &Path, id: &str) -> Result<PluginRun> {
         let store = open_store(db, false)?;
         let opened = open_snapshot(&*store, db)?;
-        let registry = crate::plugins::registry(db)?;
+        let registry = app::plugins::registry(db)?;
         let plugin = registry.get(id)?;
         Ok(PluginRun {
             store,

@@ -1,14 +1,9 @@
-//! The CRM's entry points: the `crm` command line, and (with the HTTP API)
-//! the server. This crate is the glue between the store, the import and
-//! export, and the generator; it holds no domain logic of its own.
+//! The `crm` binary's front ends over the CRM core (`app`): the command
+//! line (`cli`) and the HTTP API with its console (`http`). Each maps the
+//! core's errors once; neither holds domain logic of its own.
 
 pub mod cli;
-pub mod host;
 pub mod http;
-pub mod plugins;
 mod progress;
 mod scaffold;
 pub mod schemas;
-pub mod segments;
-pub mod tokens;
-pub mod users;

@@ -309,7 +309,7 @@ pub fn open(path: &Path, options: &Options) -> Result<Arc<dyn Store>, StoreError
     Ok(Arc::new(SledStore::open(path, options)?))
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "the store at {path} has format version {found}, newer than version {supported} that this crm reads; \

@@ -36,16 +36,24 @@ pub struct ImportOptions<'a> {
     /// to `<file>.rejected.csv` beside each input file.
     pub skip_invalid: bool,
     /// Rules beyond the core's, checked on every row that passes them: the
-    /// custom fields of the enabled industry plugins.
+    /// custom fields and validate hooks of the enabled industry plugins.
     pub rules: Option<&'a dyn Rules>,
 }
 
-/// Rules a record must follow beyond the core's own, such as the JSON
-/// Schemas of industry plugins' custom fields.
+/// Rules records must follow beyond the core's own, such as the JSON
+/// Schemas of industry plugins' custom fields and their validate hooks,
+/// given a batch of records at a time (so that a plugin is called once per
+/// batch, not per row).
 pub trait Rules: Sync {
-    /// The problems of `record`, each naming its column.
-    fn problems(&self, record: &Record) -> Vec<FieldError>;
+    /// Checks records of one kind and makes the changes the rules make to
+    /// them (a plugin's patches to its own fields): the problems of each
+    /// record, in order, each naming its column. The check pass reports
+    /// them; the apply pass stores the records as changed.
+    fn apply(&self, records: &mut [Record]) -> Vec<Vec<FieldError>>;
 }
+
+/// Rows checked against the rules together.
+const RULES_BATCH: usize = 1000;
 
 /// Receives progress as an import reads its files.
 pub trait Progress: Sync {
@@ -108,6 +116,12 @@ pub enum ImportError {
         "{path} changed while it was being imported; nothing more was imported from it, run the import again"
     )]
     Changed { path: PathBuf },
+    #[error(
+        "a plugin refused, while the import was written, rows it accepted when they were checked; \
+         the rows before them are imported, run the import again:\n{}",
+        problems.join("\n")
+    )]
+    Refused { problems: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -171,7 +185,7 @@ pub fn import(
 
     let mut report = ImportReport::default();
     for ((kind, path), checked) in files.iter().zip(checked) {
-        let counts = apply_file(store, *kind, path, &checked, progress)?;
+        let counts = apply_file(store, *kind, path, &checked, options.rules, progress)?;
         report.files.push(FileReport {
             kind: *kind,
             path: path.clone(),
@@ -333,17 +347,16 @@ fn check_file(
     let mut rows = 0u64;
     let mut dupes = matches!(kind, EntityKind::Transaction | EntityKind::Interaction)
         .then(DuplicateFinder::new);
+    // Rows waiting for the rules, in order: each with its line, its record
+    // or its problems, and (to write it aside if it is refused) its fields.
+    let mut waiting: Vec<(u64, Result<Record, Vec<FieldError>>, Vec<String>)> = Vec::new();
+    let rules = options.rules;
     while file.next_row().map_err(&io)? {
         rows += 1;
         let line = file.line();
         let outcome = match file.parse() {
             Ok(record) => {
-                let mut errors = check_record(kind, &record, known)?;
-                if errors.is_empty()
-                    && let Some(rules) = options.rules
-                {
-                    errors = rules.problems(&record);
-                }
+                let errors = check_record(kind, &record, known)?;
                 if errors.is_empty() {
                     Ok(record)
                 } else {
@@ -352,29 +365,54 @@ fn check_file(
             }
             Err(errors) => Err(errors),
         };
-        match outcome {
-            Ok(record) => {
-                if let Some(dupes) = &mut dupes {
-                    dupes.add(record.id(), line).map_err(&io)?;
-                } else {
-                    known
-                        .imported
-                        .entry(kind)
-                        .or_default()
-                        .insert(record.id().into(), line);
-                }
+        if let Ok(record) = &outcome {
+            if let Some(dupes) = &mut dupes {
+                dupes.add(record.id(), line).map_err(&io)?;
+            } else {
+                known
+                    .imported
+                    .entry(kind)
+                    .or_default()
+                    .insert(record.id().into(), line);
             }
-            Err(errors) => {
-                problems.add_row(path, line, &errors);
-                rejected
-                    .add(line, &errors, &file.raw_fields())
-                    .map_err(io_error(&rejected.path))?;
+        }
+        if rules.is_some() {
+            let fields = if options.skip_invalid {
+                file.raw_fields()
+            } else {
+                Vec::new()
+            };
+            waiting.push((line, outcome, fields));
+            if waiting.len() == RULES_BATCH {
+                check_rules(
+                    kind,
+                    path,
+                    rules,
+                    &mut waiting,
+                    known,
+                    problems,
+                    &mut rejected,
+                )?;
             }
+        } else if let Err(errors) = outcome {
+            problems.add_row(path, line, &errors);
+            rejected
+                .add(line, &errors, &file.raw_fields())
+                .map_err(io_error(&rejected.path))?;
         }
         if rows.is_multiple_of(4096) {
             progress.advance(file.offset(), rows);
         }
     }
+    check_rules(
+        kind,
+        path,
+        rules,
+        &mut waiting,
+        known,
+        problems,
+        &mut rejected,
+    )?;
     if rows == 0 {
         problems.add_row(
             path,
@@ -400,6 +438,52 @@ fn check_file(
         rejected_file,
         stamp: file.stamp,
     })
+}
+
+/// Checks the rows waiting against the rules (one call for them all) and
+/// reports the refused ones, in order with the rows refused before. A row
+/// the rules refuse is no longer known to the import (lines naming it are
+/// then refused too).
+fn check_rules(
+    kind: EntityKind,
+    path: &Path,
+    rules: Option<&dyn Rules>,
+    waiting: &mut Vec<(u64, Result<Record, Vec<FieldError>>, Vec<String>)>,
+    known: &mut Known<'_>,
+    problems: &mut Problems,
+    rejected: &mut Rejected,
+) -> Result<(), ImportError> {
+    let Some(rules) = rules else {
+        return Ok(());
+    };
+    let rows = std::mem::take(waiting);
+    let mut records: Vec<Record> = rows
+        .iter()
+        .filter_map(|(_, outcome, _)| outcome.as_ref().ok().cloned())
+        .collect();
+    let mut verdicts = rules.apply(&mut records).into_iter();
+    for (line, outcome, fields) in rows {
+        let errors = match outcome {
+            Ok(record) => {
+                let errors = verdicts.next().unwrap_or_default();
+                if !errors.is_empty()
+                    && let Some(ids) = known.imported.get_mut(&kind)
+                    && ids.get(record.id()) == Some(&line)
+                {
+                    ids.remove(record.id());
+                }
+                errors
+            }
+            Err(errors) => errors,
+        };
+        if !errors.is_empty() {
+            problems.add_row(path, line, &errors);
+            rejected
+                .add(line, &errors, &fields)
+                .map_err(io_error(&rejected.path))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a single row cannot show: references, and ids repeated in the file
@@ -593,6 +677,7 @@ fn apply_file(
     kind: EntityKind,
     path: &Path,
     checked: &Checked,
+    rules: Option<&dyn Rules>,
     progress: &dyn Progress,
 ) -> Result<UpsertCounts, ImportError> {
     let io = io_error(path);
@@ -621,7 +706,29 @@ fn apply_file(
         let reader = scope.spawn(move || -> Result<(), ImportError> {
             let mut skip = checked.rejected_lines.iter().peekable();
             let mut batch = Vec::with_capacity(batch_len);
+            let mut lines = Vec::with_capacity(batch_len);
             let mut rows = 0u64;
+            // The rules change records as they did in the check pass (a
+            // plugin's patches), on this thread, while the store writes.
+            let ruled = |batch: &mut Vec<Record>, lines: &mut Vec<u64>| {
+                let Some(rules) = rules else {
+                    return Ok(());
+                };
+                let verdicts = rules.apply(batch);
+                let mut refused = Problems::default();
+                for (line, errors) in lines.drain(..).zip(verdicts) {
+                    if !errors.is_empty() {
+                        refused.add_row(path, line, &errors);
+                    }
+                }
+                lines.clear();
+                if refused.total == 0 {
+                    return Ok(());
+                }
+                Err(ImportError::Refused {
+                    problems: refused.listed,
+                })
+            };
             while file.next_row().map_err(&io)? {
                 rows += 1;
                 let line = file.line();
@@ -630,7 +737,9 @@ fn apply_file(
                     continue;
                 }
                 batch.push(file.parse().map_err(|_| changed())?);
+                lines.push(line);
                 if batch.len() == batch_len {
+                    ruled(&mut batch, &mut lines)?;
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_len));
                     if sender.send((full, file.offset(), rows)).is_err() {
                         return Ok(());
@@ -640,6 +749,7 @@ fn apply_file(
             if rows != checked.rows {
                 return Err(changed());
             }
+            ruled(&mut batch, &mut lines)?;
             let _ = sender.send((batch, file.offset(), rows));
             Ok(())
         });

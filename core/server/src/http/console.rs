@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::{Body, Path, Problem};
 use super::{AppState, Caller};
-use crate::tokens::Role;
-use crate::tokens::hash as digest;
+use app::tokens::Role;
+use app::tokens::hash as digest;
 
 /// The cookie that carries the session.
 pub const COOKIE: &str = "crm_session";
@@ -60,7 +60,7 @@ pub struct Sessions {
 }
 
 fn hex_random(bytes: usize) -> Result<String, Problem> {
-    crate::tokens::random_hex(bytes).map_err(|e| Problem::internal(format!("{e:#}")))
+    app::tokens::random_hex(bytes).map_err(|e| Problem::internal(format!("{e:#}")))
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
@@ -516,7 +516,7 @@ pub(crate) struct UserPath {
 pub(crate) async fn list_users(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-) -> Result<axum::Json<Vec<crate::users::UserInfo>>, Problem> {
+) -> Result<axum::Json<Vec<app::users::UserInfo>>, Problem> {
     super::require(&caller, &[], "manage users")?;
     state
         .users
@@ -532,20 +532,20 @@ pub(crate) async fn put_user(
     Extension(caller): Extension<Caller>,
     Path(UserPath { name }): Path<UserPath>,
     Body(body): Body<UserBody>,
-) -> Result<super::problem::Saved<crate::users::UserInfo>, Problem> {
+) -> Result<super::problem::Saved<app::users::UserInfo>, Problem> {
     super::require(&caller, &[], "manage users")?;
     let exists = state
         .users
         .role_of(&name)
         .map_err(|e| Problem::internal(format!("{e:#}")))?
         .is_some();
-    if body.password.chars().count() < crate::users::MIN_PASSWORD {
+    if body.password.chars().count() < app::users::MIN_PASSWORD {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Password too short",
             format!(
                 "a password has at least {} characters",
-                crate::users::MIN_PASSWORD
+                app::users::MIN_PASSWORD
             ),
         )
         .at("password"));

@@ -20,7 +20,7 @@ use store::Store;
 use super::problem::{Accepted, Csv, Form, Path, Problem, Query};
 use super::records::READERS;
 use super::{AppState, Caller, require};
-use crate::tokens::Role;
+use app::tokens::Role;
 
 /// Largest upload of CSV files.
 pub(crate) const MAX_UPLOAD: usize = 4 << 30;
@@ -220,13 +220,17 @@ fn run(state: &Arc<AppState>, job: &Job, skip_invalid: bool, caller: &Caller) {
     // One import at a time: the second waits for the first.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rules = crate::plugins::FieldRules::of(&state.read().work.registry);
-    let options = transfer::ImportOptions {
-        skip_invalid,
-        rules: (!rules.is_empty()).then_some(&rules as &dyn transfer::Rules),
-    };
     let ahead = state.store_ahead();
-    let result = transfer::import(&*state.store, job.dir.path(), &options, job);
+    let id = job.view.lock().expect("job lock").id.clone();
+    let result = app::imports::import(
+        &*state.store,
+        &state.registry,
+        job.dir.path(),
+        skip_invalid,
+        &caller.actor(),
+        &format!("job {id}"),
+        job,
+    );
     let mut view = job.view.lock().expect("job lock");
     match result {
         Ok(report) => {
@@ -268,22 +272,8 @@ fn run(state: &Arc<AppState>, job: &Job, skip_invalid: bool, caller: &Caller) {
             view.error = Some(e.to_string());
         }
     }
-    let summary = serde_json::to_value(&*view).ok();
     drop(view);
-    if let Err(e) = state.store.audit(store::AuditEntry {
-        seq: 0,
-        at_ms: 0,
-        actor: caller.actor().0,
-        action: "import".into(),
-        kind: "import".into(),
-        id: job.view.lock().expect("job lock").id.clone(),
-        revision: None,
-        before: None,
-        after: summary,
-    }) {
-        tracing::error!(error = %e, "writing the audit log");
-    }
-    state.catch_up();
+    state.crm.catch_up();
     drop(ahead);
 }
 

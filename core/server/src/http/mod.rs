@@ -12,14 +12,10 @@
 pub mod console;
 mod front;
 mod imports;
-mod json;
-mod live;
 mod log;
 mod plugins;
 mod problem;
 mod records;
-mod scores;
-pub mod search;
 mod state;
 mod webhooks;
 mod work;
@@ -33,7 +29,6 @@ use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
 use aide::openapi::OpenApi;
 use aide::transform::TransformOperation;
-use analysis::Snapshot;
 use anyhow::{Context as _, Result};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -41,13 +36,12 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use model::{Campaign, Customer, EntityKind, Interaction, Product, Transaction};
-use store::Store;
 
 pub use log::LogGuard;
 pub use problem::Problem;
-pub use state::AppState;
+pub use state::{AppState, HttpConfig};
 
-use crate::tokens::Role;
+use app::tokens::Role;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 1 << 20;
@@ -155,7 +149,7 @@ pub fn refresh_scores(state: &AppState) {
 #[doc(hidden)]
 pub fn scores_are_current(state: &AppState) -> bool {
     let data = state.read();
-    let plugins = data.work.registry.enabled();
+    let plugins = data.base.registry.enabled();
     state
         .scores
         .is_current(state.generation(), &state.rfm_scores(), &plugins)
@@ -694,22 +688,22 @@ pub fn logging(out: Box<dyn std::io::Write + Send>, ansi: bool) -> LogGuard {
     guard
 }
 
-/// Serves the store at `db` on `addr` until SIGINT or SIGTERM.
-pub fn serve(
-    db: &Path,
-    store: Arc<dyn Store>,
-    snapshot: Snapshot,
-    plugins: plugin_host::Registry,
-    options: Options,
-) -> Result<()> {
+/// Serves the CRM of the store at `db` on `addr` until SIGINT or SIGTERM,
+/// then closes it (the store flushed, the snapshot checkpointed).
+pub fn serve(db: &Path, crm: Arc<app::Crm>, options: Options) -> Result<()> {
     let addr = options.addr;
     let log = logging(
         Box::new(std::io::stderr()),
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
-    let state = AppState::new(Arc::clone(&store), snapshot, plugins)?;
-    state.set_failed_sign_ins(options.failed_sign_ins);
-    state.set_secure_cookies(options.secure_cookies);
+    let state = AppState::new(
+        Arc::clone(&crm),
+        HttpConfig {
+            failed_sign_ins: options.failed_sign_ins,
+            secure_cookies: options.secure_cookies,
+            ..HttpConfig::default()
+        },
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -741,8 +735,8 @@ pub fn serve(
     // line is written at once.
     drop(log);
     served?;
-    store.flush().context("flushing the store")?;
-    eprintln!("stopped; the store is flushed");
+    crm.close()?;
+    eprintln!("stopped; the store is flushed and the analysis snapshot saved");
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::problem::{Created, Path, Problem};
 use super::records::READERS;
 use super::{AppState, Caller, require};
-use crate::tokens::Role;
+use app::tokens::Role;
 
 /// Largest plugin package accepted.
 pub(crate) const MAX_PACKAGE: usize = 64 << 20;
@@ -89,14 +89,14 @@ pub(crate) async fn list(
     require(&caller, READERS, "read plugins")?;
     let data = state.read();
     Ok(Json(
-        data.work.registry.list().into_iter().map(view).collect(),
+        data.base.registry.list().into_iter().map(view).collect(),
     ))
 }
 
 fn one(state: &AppState, id: &str) -> Result<PluginView, Problem> {
     state
         .read()
-        .work
+        .base
         .registry
         .list()
         .into_iter()
@@ -122,7 +122,7 @@ pub(crate) async fn fields(
     Path(IdPath { id }): Path<IdPath>,
 ) -> Result<Json<Value>, Problem> {
     require(&caller, READERS, "read plugins")?;
-    let plugin = state.read().work.registry.get(&id).map_err(problem)?;
+    let plugin = state.read().base.registry.get(&id).map_err(problem)?;
     schema_of(&plugin).map(Json)
 }
 
@@ -266,14 +266,14 @@ pub(crate) async fn install(
     let view = tokio::task::spawn_blocking(move || -> Result<PluginView, Problem> {
         let (_dir, root) = unpack(&body)?;
         let mut data = state2.write_data();
-        let plugin = data.work.registry.install(&root, None).map_err(problem)?;
-        data.work.refresh_plugins();
+        let plugin = data.base.registry.install(&root, None).map_err(problem)?;
+        data.base.refresh_plugins();
         state2.segments_changed();
         let id = plugin.id().to_owned();
         audit(&state2, &caller, "install", &id, None, Some(&plugin.manifest.version));
-        for (name, def) in crate::segments::shipped(&plugin.dir).unwrap_or_default() {
-            if let Ok(None) = data.work.store.definition(crate::segments::SPACE, &name)
-                && let Err(e) = data.work.save(&name, &def, store::Expect::New, &format!("plugin {id}"))
+        for (name, def) in app::base::shipped(&plugin.dir).unwrap_or_default() {
+            if let Ok(None) = data.base.store.definition(app::base::SPACE, &name)
+                && let Err(e) = data.base.save(&name, &def, store::Expect::New, &format!("plugin {id}"))
             {
                 tracing::warn!(segment = %name, plugin = %id, error = %format!("{e:#}"), "a shipped segment was not added");
             }
@@ -312,13 +312,13 @@ pub(crate) async fn upgrade(
         }
         let mut data = state2.write_data();
         let before = data
-            .work
+            .base
             .registry
             .get(&id)
             .map(|p| p.manifest.version.clone())
             .ok();
-        let plugin = data.work.registry.upgrade(&root, None).map_err(problem)?;
-        data.work.refresh_plugins();
+        let plugin = data.base.registry.upgrade(&root, None).map_err(problem)?;
+        data.base.refresh_plugins();
         state2.segments_changed();
         drop(data);
         audit(
@@ -345,8 +345,8 @@ pub(crate) async fn enable(
     require(&caller, MANAGERS, "enable plugins")?;
     {
         let mut data = state.write_data_async().await;
-        data.work.registry.enable(&id).map_err(problem)?;
-        data.work.refresh_plugins();
+        data.base.registry.enable(&id).map_err(problem)?;
+        data.base.refresh_plugins();
         state.segments_changed();
     }
     audit(&state, &caller, "enable", &id, None, None);
@@ -362,11 +362,11 @@ pub(crate) async fn disable(
     require(&caller, MANAGERS, "disable plugins")?;
     {
         let mut data = state.write_data_async().await;
-        data.work
+        data.base
             .registry
             .disable(&id, Some(format!("disabled by {}", caller.name)))
             .map_err(problem)?;
-        data.work.refresh_plugins();
+        data.base.refresh_plugins();
         state.segments_changed();
     }
     audit(&state, &caller, "disable", &id, None, None);
@@ -382,8 +382,8 @@ pub(crate) async fn remove(
     require(&caller, MANAGERS, "remove plugins")?;
     {
         let mut data = state.write_data_async().await;
-        data.work.registry.remove(&id).map_err(problem)?;
-        data.work.refresh_plugins();
+        data.base.registry.remove(&id).map_err(problem)?;
+        data.base.refresh_plugins();
         state.segments_changed();
     }
     audit(&state, &caller, "remove", &id, None, None);
@@ -456,17 +456,17 @@ pub(crate) async fn analysis(
     let table = tokio::task::spawn_blocking(move || -> Result<analysis::Table, Problem> {
         let data = state.read();
         let rows: Vec<u32> = match &query.segment {
-            Some(segment) => super::work::members(&data.work, segment)?,
-            None => (0..data.work.snapshot.customers.len() as u32).collect(),
+            Some(segment) => super::work::members(&data.base, segment)?,
+            None => (0..data.base.snapshot.customers.len() as u32).collect(),
         };
-        let loaded = data.work.registry.get(&id).map_err(Problem::internal)?;
-        let views = crate::plugins::Views::new(&data.work.snapshot);
+        let loaded = data.base.registry.get(&id).map_err(Problem::internal)?;
+        let views = app::plugins::Batches::new(&data.base.snapshot);
         let size = loaded.manifest.limits.max_batch as usize;
         let mut batches = rows
             .chunks(size.max(1))
             .map(|chunk| views.batch(&loaded, chunk));
         let (table, _) = data
-            .work
+            .base
             .registry
             .analysis(
                 &id,
@@ -481,7 +481,7 @@ pub(crate) async fn analysis(
                     e.to_string(),
                 )
             })?;
-        Ok(crate::plugins::table_of(table))
+        Ok(app::plugins::table_of(table))
     })
     .await
     .map_err(Problem::internal)??;

@@ -130,6 +130,58 @@ impl From<store::StoreError> for Problem {
     }
 }
 
+/// Each refusal of the write path as the API answers it.
+impl From<app::WriteError> for Problem {
+    fn from(e: app::WriteError) -> Problem {
+        use app::WriteError;
+        match e {
+            WriteError::Invalid { field, message } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid value", message).at(field)
+            }
+            WriteError::ReadOnly { field, plugin } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Read-only field",
+                format!(
+                    "{} is computed by plugin {plugin} and cannot be set",
+                    field.trim_start_matches("attributes.")
+                ),
+            )
+            .at(field),
+            WriteError::Refused { issues } => {
+                let detail: Vec<String> = issues.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+                let mut p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Refused by a rule",
+                    detail.join("; "),
+                );
+                p.field = issues.first().map(|(f, _)| f.clone());
+                p.errors = issues
+                    .iter()
+                    .map(|(field, message)| FieldIssue {
+                        field: field.clone(),
+                        message: message.clone(),
+                    })
+                    .collect();
+                p
+            }
+            WriteError::Plugin(detail) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Refused by a plugin",
+                detail,
+            ),
+            WriteError::Stale(detail) => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "Precondition failed",
+                detail,
+            )
+            .at("If-Match"),
+            WriteError::InUse(detail) => Problem::new(StatusCode::CONFLICT, "In use", detail),
+            WriteError::Store(e) => e.into(),
+            e @ (WriteError::NotDurable(_) | WriteError::Failed(_)) => Problem::internal(e),
+        }
+    }
+}
+
 /// The statuses every operation may answer with a problem.
 const PROBLEMS: &[(u16, &str)] = &[
     (

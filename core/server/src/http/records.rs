@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::{Body, Created, Path, Problem, Query, Tagged, if_match, required_if_match};
 use super::{AppState, Caller, require};
-use crate::tokens::Role;
+use app::tokens::Role;
 
 /// Every role reads.
 pub(crate) const READERS: &[Role] = &[Role::Integrator, Role::Analyst, Role::Agent, Role::Viewer];
@@ -142,89 +142,6 @@ pub(crate) async fn get_one<T: Entity>(
     Ok(Tagged(revision.unwrap_or(0), Revised { revision, record }))
 }
 
-/// Checks a record on its own (model rules) and, for customers, that it
-/// leaves the fields the plugins compute as they are (their fields and
-/// validate hooks are checked when the write is made, with the writes
-/// gathered with it).
-fn checked<T: Entity>(state: &AppState, record: T) -> Result<Record, Problem> {
-    let record = record.into_record();
-    if let Some(p) = record.problems().into_iter().next() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid value",
-            p.reason.clone(),
-        )
-        .at(p.field));
-    }
-    match record {
-        Record::Customer(c) => {
-            read_only_unchanged(state, &c)?;
-            Ok(Record::Customer(c))
-        }
-        other => Ok(other),
-    }
-}
-
-/// Refuses a write that sets a field the plugins compute (their derived
-/// fields, or fields their schema marks readOnly) to anything but its
-/// stored value, so that a record read and written back passes.
-fn read_only_unchanged(state: &AppState, customer: &Customer) -> Result<(), Problem> {
-    let computed: Vec<(String, String)> = {
-        state
-            .registry
-            .enabled()
-            .iter()
-            .flat_map(|p| {
-                let mut names: Vec<String> = p.manifest.hooks.derive.clone();
-                if let Some(fields) = &p.fields
-                    && let Some(props) = fields.schema["properties"].as_object()
-                {
-                    names.extend(
-                        props
-                            .iter()
-                            .filter(|(_, v)| v["readOnly"] == true)
-                            .map(|(k, _)| k.clone()),
-                    );
-                }
-                names
-                    .into_iter()
-                    .map(|n| (n, p.id().to_owned()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    if computed.is_empty() {
-        return Ok(());
-    }
-    let given = customer.attributes.to_value();
-    // Only a write that names a computed field is compared with the record.
-    let computed: Vec<(String, String)> = computed
-        .into_iter()
-        .filter(|(field, _)| given.contains_key(field))
-        .collect();
-    if computed.is_empty() {
-        return Ok(());
-    }
-    let stored = match state
-        .store
-        .get(EntityKind::Customer, customer.customer_id.as_str())?
-    {
-        Some(Record::Customer(c)) => c.attributes.to_value(),
-        _ => serde_json::Map::new(),
-    };
-    for (field, plugin) in computed {
-        if given.get(&field) != stored.get(&field) {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Read-only field",
-                format!("{field} is computed by plugin {plugin} and cannot be set"),
-            )
-            .at(format!("attributes.{field}")));
-        }
-    }
-    Ok(())
-}
-
 /// `POST /api/v1/{kind}`: creates a record (409 when the id is taken).
 pub(crate) async fn create<T: Entity>(
     State(state): State<Arc<AppState>>,
@@ -233,18 +150,17 @@ pub(crate) async fn create<T: Entity>(
 ) -> Result<Created<Written>, Problem> {
     require(&caller, T::WRITERS, &format!("create {}", T::KIND.plural()))?;
     let id = record.id().to_owned();
-    let record = checked(&state, record)?;
     let revision = state
-        .write(&caller, record, store::Expect::New)
+        .write(caller.actor(), record.into_record(), store::Expect::New)
         .await
-        .map_err(|e| match e.status {
-            StatusCode::CONFLICT => Problem::new(
+        .map_err(|e| match e {
+            app::WriteError::Store(store::StoreError::Conflict(_)) => Problem::new(
                 StatusCode::CONFLICT,
                 "Exists already",
                 format!("{} '{id}' exists already", T::KIND.singular()),
             )
             .at(id_field::<T>()),
-            _ => e,
+            other => other.into(),
         })?;
     Ok(Created {
         location: location::<T>(&id),
@@ -290,8 +206,9 @@ pub(crate) async fn replace<T: Entity>(
         )
         .at(id_field::<T>()));
     }
-    let record = checked(&state, record)?;
-    let revision = state.write(&caller, record, expect).await?;
+    let revision = state
+        .write(caller.actor(), record.into_record(), expect)
+        .await?;
     Ok(Tagged(
         revision.unwrap_or(0),
         Written {
@@ -315,7 +232,11 @@ pub(crate) async fn delete<T: Entity>(
         Some(rev) if T::revised() => store::Expect::Revision(rev),
         _ => store::Expect::Any,
     };
-    if state.delete(&caller, T::KIND, &id, expect).await? {
+    if state
+        .crm
+        .delete(caller.actor(), T::KIND, &id, expect)
+        .await?
+    {
         Ok(NoContent)
     } else {
         Err(missing::<T>(&id))
@@ -507,7 +428,7 @@ fn day(text: Option<&str>, field: &str) -> Result<Option<i32>, Problem> {
 /// `None`; whether more follow, and how many match in all.
 fn customer_rows(
     state: &AppState,
-    data: &super::state::Data,
+    data: &app::Current,
     query: &CustomerQuery,
     page: Option<(Option<&str>, usize)>,
 ) -> Result<(Vec<u32>, bool, u64), Problem> {
@@ -518,9 +439,9 @@ fn customer_rows(
         Some(name) => {
             let rows = match state.memberships.members(name) {
                 Some(rows) => rows,
-                None => super::work::members(&data.work, name)?,
+                None => super::work::members(&data.base, name)?,
             };
-            let mut member = vec![false; data.work.snapshot.customers.len()];
+            let mut member = vec![false; data.base.snapshot.customers.len()];
             for r in rows {
                 if let Some(m) = member.get_mut(r as usize) {
                     *m = true;
@@ -532,7 +453,7 @@ fn customer_rows(
     let (sort, desc) = parse_sort(query.sort.as_deref(), &["customer_id", "name", "joined_at"])?;
     let from = day(query.joined_from.as_deref(), "joined_from")?;
     let to = day(query.joined_to.as_deref(), "joined_to")?;
-    let s = &data.work.snapshot;
+    let s = &data.base.snapshot;
     let c = &s.customers;
     let dicts = &s.dicts;
     let code = |dict: &analysis::snapshot::Dict, v: &Option<String>| -> Option<Option<u32>> {
@@ -552,7 +473,7 @@ fn customer_rows(
     let needle = query
         .q
         .as_deref()
-        .map(super::search::fold)
+        .map(app::search::fold)
         .filter(|q| !q.is_empty());
     let filtered = in_segment.is_some()
         || region.is_some()
@@ -640,14 +561,14 @@ pub(crate) async fn list_customers(
     let limit = page_size(query.limit)?;
     let state2 = Arc::clone(&state);
     let (ids, more, total) = tokio::task::spawn_blocking(move || {
-        let data = state2.data.read().expect("data lock");
+        let data = state2.read();
         let (rows, more, total) = customer_rows(
             &state2,
             &data,
             &query,
             Some((query.after.as_deref(), limit)),
         )?;
-        let c = &data.work.snapshot.customers;
+        let c = &data.base.snapshot.customers;
         let ids: Vec<String> = rows.iter().map(|&r| c.id(r).to_owned()).collect();
         Ok::<_, Problem>((ids, more, total))
     })
@@ -667,9 +588,9 @@ pub(crate) async fn export_customers(
     let query = CustomerQuery::from(query);
     let state2 = Arc::clone(&state);
     let ids = tokio::task::spawn_blocking(move || {
-        let data = state2.data.read().expect("data lock");
+        let data = state2.read();
         let (rows, _, _) = customer_rows(&state2, &data, &query, None)?;
-        let c = &data.work.snapshot.customers;
+        let c = &data.base.snapshot.customers;
         Ok::<_, Problem>(rows.iter().map(|&r| c.id(r).to_owned()).collect::<Vec<_>>())
     })
     .await
@@ -696,15 +617,15 @@ pub(crate) async fn list_products(
     let limit = page_size(query.limit)?;
     let (sort, desc) = parse_sort(query.sort.as_deref(), &["sku", "name", "unit_price"])?;
     let (ids, more, total) = {
-        let data = state.data.read().expect("data lock");
-        let s = &data.work.snapshot;
+        let data = state.read();
+        let s = &data.base.snapshot;
         let p = &s.products;
         let category = query.category.as_ref().map(|v| s.dicts.category.find(v));
         let brand = query.brand.as_ref().map(|v| s.dicts.brand.find(v));
         let needle = query
             .q
             .as_deref()
-            .map(super::search::fold)
+            .map(app::search::fold)
             .filter(|q| !q.is_empty());
         let matched: Vec<u32> = (0..p.len() as u32)
             .filter(|&r| {
@@ -712,8 +633,8 @@ pub(crate) async fn list_products(
                 category.is_none_or(|c| c == Some(p.category[i]))
                     && brand.is_none_or(|b| b == Some(p.brand[i]))
                     && needle.as_deref().is_none_or(|q| {
-                        super::search::fold(&p.skus[i]).starts_with(q)
-                            || super::search::fold(&p.names[i]).contains(q)
+                        app::search::fold(&p.skus[i]).starts_with(q)
+                            || app::search::fold(&p.names[i]).contains(q)
                     })
             })
             .collect();
@@ -754,9 +675,9 @@ pub(crate) async fn list_campaigns(
         .as_deref()
         .map(|c| model::CampaignChannel::parse(c).ok());
     let (ids, more, total) = {
-        let data = state.data.read().expect("data lock");
+        let data = state.read();
         let mut rows: Vec<&analysis::snapshot::CampaignRow> = data
-            .work
+            .base
             .snapshot
             .campaigns
             .iter()

@@ -29,7 +29,7 @@ use store::Store;
 
 use super::problem::{Accepted, Body, Path, Problem, Query, Saved};
 use super::{AppState, Caller, require};
-use crate::tokens::Role;
+use app::tokens::Role;
 
 const SPACE: &str = "webhooks";
 const OUTBOX: &str = "webhook-deliveries";
@@ -98,13 +98,26 @@ pub(crate) struct Webhooks {
     subscriptions: std::sync::RwLock<Option<Subscriptions>>,
 }
 
+/// The wait before a delivery is tried a second time, unless set otherwise.
+pub(crate) const RETRY_BASE: Duration = Duration::from_secs(1);
+
+impl app::Events for Webhooks {
+    fn wanted(&self, event: &str) -> bool {
+        Webhooks::wanted(self, event)
+    }
+
+    fn emit(&self, event: &str, payload: Value) {
+        Webhooks::emit(self, event, payload)
+    }
+}
+
 impl Webhooks {
     pub(crate) fn new(store: Arc<dyn Store>) -> Arc<Webhooks> {
         let hooks = Arc::new(Webhooks {
             store,
             pending: Mutex::new(BTreeMap::new()),
             wake: Condvar::new(),
-            retry_base: Mutex::new(Duration::from_secs(1)),
+            retry_base: Mutex::new(RETRY_BASE),
             subscriptions: std::sync::RwLock::new(None),
         });
         // Deliveries left pending by a previous run.
@@ -425,7 +438,7 @@ pub(crate) async fn put(
     Body(body): Body<WebhookBody>,
 ) -> Result<Saved<WebhookView>, Problem> {
     require(&caller, MANAGERS, "manage webhooks")?;
-    crate::segments::check_name(&name)
+    app::base::check_name(&name)
         .map_err(|e| Problem::bad_request("Invalid name", format!("{e:#}")).at("name"))?;
     check(&body)?;
     let old = state.store.definition(SPACE, &name)?;

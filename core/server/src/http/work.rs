@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::problem::{Body, Created, Path, Problem, Query, Tagged, TaggedJson, if_match};
 use super::records::{IdPath, READERS, Revised};
 use super::{AppState, Caller, require};
-use crate::segments::SPACE;
-use crate::tokens::Role;
+use app::base::SPACE;
+use app::tokens::Role;
 
 /// A customer seen whole: the record, its metrics, the plugins' scores
 /// with their reasons, and a timeline of purchases and interactions.
@@ -114,29 +114,29 @@ pub(crate) async fn customer_view(
 /// `AppState::read_current`) or does not know the customer's revision.
 pub(crate) fn view_from_memory(state: &AppState, id: &str, limit: usize) -> Option<(u64, Vec<u8>)> {
     let data = state.read_current(id)?;
-    let row = data.work.snapshot.customers.find(id)?;
+    let row = data.base.snapshot.customers.find(id)?;
     std::hint::black_box(
-        data.work.snapshot.touch(row) ^ state.scores.touch(row) ^ state.memberships.touch(row),
+        data.base.snapshot.touch(row) ^ state.scores.touch(row) ^ state.memberships.touch(row),
     );
-    let revision = data.work.snapshot.customers.revision[row as usize];
+    let revision = data.base.snapshot.customers.revision[row as usize];
     if revision == 0 {
         return None;
     }
     let rfm = state.rfm_scores();
-    let metrics = metrics_of(&data.work.snapshot, row, &rfm);
-    let plugins = data.work.registry.enabled();
-    let as_of = data.work.snapshot.default_as_of();
+    let metrics = metrics_of(&data.base.snapshot, row, &rfm);
+    let plugins = data.base.registry.enabled();
+    let as_of = data.base.snapshot.default_as_of();
     // The scores worked out ahead if they are current, else the plugins'.
-    let scores = |out: &mut super::json::Json| {
+    let scores = |out: &mut app::json::Json| {
         state.scores.write_json(row, as_of, &rfm, &plugins, out)
-            || serde_json::to_writer(&mut out.0, &scores_of(&data.work, row, rfm.clone())).is_ok()
+            || serde_json::to_writer(&mut out.0, &scores_of(&data.base, row, rfm.clone())).is_ok()
     };
-    let segments = |out: &mut super::json::Json| {
+    let segments = |out: &mut app::json::Json| {
         if !state.memberships.write_json(row, out) {
             out.raw("null");
         }
     };
-    memory::view_json(&data.work.snapshot, row, limit, metrics, scores, segments)
+    memory::view_json(&data.base.snapshot, row, limit, metrics, scores, segments)
         .map(|json| (revision, json))
 }
 
@@ -170,7 +170,7 @@ pub(crate) fn view_from_store(
     let more = timeline.len().saturating_sub(limit) as u64;
     timeline.truncate(limit);
     let data = state.read();
-    let (metrics, scores, segments) = match data.work.snapshot.customers.find(cid.as_str()) {
+    let (metrics, scores, segments) = match data.base.snapshot.customers.find(cid.as_str()) {
         None => (None, Vec::new(), Some(Vec::new())),
         Some(row) => {
             let (metrics, scores, segments) = derived_of(state, &data, row);
@@ -197,12 +197,12 @@ pub(crate) fn view_from_store(
 /// the scores from the plugins' calls.
 fn derived_of(
     state: &AppState,
-    data: &super::state::Data,
+    data: &app::Current,
     row: u32,
 ) -> (analysis::Metrics, Vec<ScoreView>, Option<Vec<String>>) {
     let rfm = state.rfm_scores();
-    let metrics = metrics_of(&data.work.snapshot, row, &rfm);
-    let scores = scores_of(&data.work, row, rfm);
+    let metrics = metrics_of(&data.base.snapshot, row, &rfm);
+    let scores = scores_of(&data.base, row, rfm);
     (metrics, scores, state.segments_of(row))
 }
 
@@ -240,11 +240,11 @@ fn metrics_of(
 /// The scores of every enabled plugin's models for one customer; a model
 /// that fails or declines is left out (its failures are counted).
 fn scores_of(
-    work: &crate::segments::Workspace,
+    work: &app::Base,
     row: u32,
     rfm: Option<Arc<Vec<analysis::Scores>>>,
 ) -> Vec<ScoreView> {
-    let views = crate::plugins::Views::for_rows(&work.snapshot, &[row], rfm);
+    let views = app::plugins::Batches::for_rows(&work.snapshot, &[row], rfm);
     let mut out = Vec::new();
     for plugin in work.registry.enabled() {
         let batch = views.batch(&plugin, &[row]);
@@ -345,10 +345,10 @@ async fn analysis_table(
         let data = state.read();
         let customers = match &query.segment {
             None => None,
-            Some(segment) => Some(members(&data.work, segment)?),
+            Some(segment) => Some(members(&data.base, segment)?),
         };
         let scope = analysis::Scope { as_of, customers };
-        let ctx = analysis::Context::new(&data.work.snapshot, &scope);
+        let ctx = analysis::Context::new(&data.base.snapshot, &scope);
         Ok(match &name {
             Some(name) => analysis::run(name, &ctx).expect("the name was checked"),
             None => analysis::pareto_curve(&ctx),
@@ -416,7 +416,7 @@ pub(crate) async fn pareto_curve(
 }
 
 /// The rows of a saved segment's members.
-pub(crate) fn members(work: &crate::segments::Workspace, name: &str) -> Result<Vec<u32>, Problem> {
+pub(crate) fn members(work: &app::Base, name: &str) -> Result<Vec<u32>, Problem> {
     let def = saved(work, name)?;
     work.evaluate(&def, None).map(|e| e.members).map_err(|e| {
         Problem::new(
@@ -429,7 +429,7 @@ pub(crate) fn members(work: &crate::segments::Workspace, name: &str) -> Result<V
 }
 
 /// The saved definition of segment `name` (404 naming the closest name).
-fn saved(work: &crate::segments::Workspace, name: &str) -> Result<segments::Definition, Problem> {
+fn saved(work: &app::Base, name: &str) -> Result<segments::Definition, Problem> {
     work.definition(name)
         .map(|(_, def)| def)
         .map_err(|e| Problem::not_found(format!("{e:#}")).at("segment"))
@@ -471,7 +471,7 @@ pub(crate) struct SegmentInfo {
 }
 
 fn info(rev: &store::Revision) -> Result<SegmentInfo, Problem> {
-    let def = crate::segments::decode(rev).map_err(|e| Problem::internal(format!("{e:#}")))?;
+    let def = app::base::decode(rev).map_err(|e| Problem::internal(format!("{e:#}")))?;
     Ok(SegmentInfo {
         name: rev.name.clone(),
         revision: rev.revision,
@@ -534,7 +534,7 @@ pub(crate) async fn put_segment(
     Body(body): Body<SegmentBody>,
 ) -> Result<Tagged<SegmentInfo>, Problem> {
     require(&caller, SEGMENT_EDITORS, "save segments")?;
-    crate::segments::check_name(&name)
+    app::base::check_name(&name)
         .map_err(|e| Problem::bad_request("Invalid name", format!("{e:#}")).at("name"))?;
     let expect = match if_match(&headers)? {
         Some(rev) => store::Expect::Revision(rev),
@@ -545,7 +545,7 @@ pub(crate) async fn put_segment(
     let name2 = name.clone();
     let rev = tokio::task::spawn_blocking(move || -> Result<store::Revision, Problem> {
         let data = state2.read();
-        let work = &data.work;
+        let work = &data.base;
         let before = work.store.definition(SPACE, &name2)?;
         work.compile(&def).map_err(|e| script_problem(&e))?;
         work.check(&def).map_err(|e| {
@@ -662,7 +662,7 @@ pub(crate) async fn test_segment(
     let def = body.definition();
     tokio::task::spawn_blocking(move || -> Result<TestResult, Problem> {
         let data = state.read();
-        let work = &data.work;
+        let work = &data.base;
         work.compile(&def).map_err(|e| script_problem(&e))?;
         let evaluated = work.evaluate(&def, None).map_err(|e| {
             Problem::new(
@@ -743,7 +743,7 @@ pub(crate) async fn segment_members(
     let limit = super::problem::page_limit(query.limit, 100, 1000)?;
     tokio::task::spawn_blocking(move || -> Result<MembersPage, Problem> {
         let data = state.read();
-        let work = &data.work;
+        let work = &data.base;
         let c = &work.snapshot.customers;
         let mut ids: Vec<u32> = members(work, &name)?;
         ids.sort_unstable_by(|&a, &b| c.id(a).cmp(c.id(b)));
@@ -788,7 +788,7 @@ pub(crate) async fn explain_segment(
     require(&caller, READERS, "read segments")?;
     tokio::task::spawn_blocking(move || -> Result<Value, Problem> {
         let data = state.read();
-        let work = &data.work;
+        let work = &data.base;
         let def = saved(work, &name)?;
         let row = work
             .snapshot
@@ -865,7 +865,7 @@ pub(crate) async fn customer_facets(
 ) -> Result<Json<Facets>, Problem> {
     require(&caller, READERS, "read customers")?;
     let data = state.read();
-    let dicts = &data.work.snapshot.dicts;
+    let dicts = &data.base.snapshot.dicts;
     let values = |d: &analysis::snapshot::Dict| {
         let mut v: Vec<String> = (0..d.len() as u32).map(|c| d.get(c).to_owned()).collect();
         v.sort();
@@ -895,7 +895,7 @@ pub(crate) async fn segment_fields(
     require(&caller, READERS, "read segments")?;
     let data = state.read();
     Ok(Json(
-        data.work
+        data.base
             .catalog
             .fields()
             .iter()
@@ -976,7 +976,7 @@ pub(crate) struct NewToken {
 pub(crate) async fn list_tokens(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<crate::tokens::TokenInfo>>, Problem> {
+) -> Result<Json<Vec<app::tokens::TokenInfo>>, Problem> {
     require(&caller, &[], "manage tokens")?;
     state
         .tokens

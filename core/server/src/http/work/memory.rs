@@ -11,7 +11,7 @@ use model::{
     Topic,
 };
 
-use crate::http::json::Json;
+use app::json::Json;
 
 /// The 360 of snapshot row `row` as JSON, with the newest `limit` entries
 /// of its timeline (`scores` and `segments` write their parts); `None` if

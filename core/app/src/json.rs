@@ -11,20 +11,20 @@
 
 use model::{Date, Money, Timestamp};
 
-pub(crate) struct Json(pub(crate) Vec<u8>);
+pub struct Json(pub Vec<u8>);
 
 impl Json {
-    pub(crate) fn with_capacity(bytes: usize) -> Json {
+    pub fn with_capacity(bytes: usize) -> Json {
         Json(Vec::with_capacity(bytes))
     }
 
     /// JSON text as it is (keys with their quotes, punctuation, `null`).
-    pub(crate) fn raw(&mut self, text: &str) {
+    pub fn raw(&mut self, text: &str) {
         self.0.extend_from_slice(text.as_bytes());
     }
 
     /// A string that needs no escaping (a word of a closed vocabulary).
-    pub(crate) fn word(&mut self, text: &str) {
+    pub fn word(&mut self, text: &str) {
         debug_assert!(!needs_escape(text.as_bytes()));
         self.0.reserve(text.len() + 2);
         self.0.push(b'"');
@@ -34,7 +34,7 @@ impl Json {
 
     /// A string, escaped as serde_json escapes it. Most have nothing to
     /// escape: they are checked in one pass and copied whole.
-    pub(crate) fn text(&mut self, text: &str) {
+    pub fn text(&mut self, text: &str) {
         if needs_escape(text.as_bytes()) {
             // Writing to a Vec cannot fail.
             let _ = serde_json::to_writer(&mut self.0, text);
@@ -43,29 +43,29 @@ impl Json {
         }
     }
 
-    pub(crate) fn opt_text(&mut self, text: Option<&str>) {
+    pub fn opt_text(&mut self, text: Option<&str>) {
         match text {
             Some(text) => self.text(text),
             None => self.raw("null"),
         }
     }
 
-    pub(crate) fn bool(&mut self, value: bool) {
+    pub fn bool(&mut self, value: bool) {
         self.raw(if value { "true" } else { "false" });
     }
 
-    pub(crate) fn u64(&mut self, value: u64) {
+    pub fn u64(&mut self, value: u64) {
         self.0
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
-    pub(crate) fn i64(&mut self, value: i64) {
+    pub fn i64(&mut self, value: i64) {
         self.0
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// A number as serde_json writes an `f64` (`null` if not finite).
-    pub(crate) fn f64(&mut self, value: f64) {
+    pub fn f64(&mut self, value: f64) {
         let _ = serde_json::to_writer(&mut self.0, &value);
     }
 
@@ -74,7 +74,7 @@ impl Json {
     /// back as the amount's `f64` is the amount itself (two decimals at
     /// most, its trailing zeros dropped): doubles there lie less than a
     /// cent apart.
-    pub(crate) fn money(&mut self, value: Money) {
+    pub fn money(&mut self, value: Money) {
         let cents = value.cents();
         if cents.unsigned_abs() >= 1 << 50 {
             return self.f64(value.as_f64());
@@ -93,11 +93,11 @@ impl Json {
         }
     }
 
-    pub(crate) fn date(&mut self, value: Date) {
+    pub fn date(&mut self, value: Date) {
         self.digits(value.text().as_ref().map(|t| &t[..]), &value);
     }
 
-    pub(crate) fn timestamp(&mut self, value: Timestamp) {
+    pub fn timestamp(&mut self, value: Timestamp) {
         self.digits(value.text().as_ref().map(|t| &t[..]), &value);
     }
 
@@ -118,7 +118,7 @@ impl Json {
     }
 
     /// `value` or `null`, written by `write`.
-    pub(crate) fn opt<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Json, T)) {
+    pub fn opt<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Json, T)) {
         match value {
             Some(value) => write(self, value),
             None => self.raw("null"),
@@ -131,7 +131,7 @@ impl Json {
 /// 0x20 if subtracting 0x20 from each byte borrows into the top bit of one
 /// that did not have it (exact for "any", the classic `haszero` test), and
 /// a quote or a backslash if the word XOR that byte has a zero byte.
-pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
+pub fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
     let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v & TOPS;

@@ -3,7 +3,7 @@
 //! snapshot's rows change), refreshed after writes for the rows that
 //! changed: half a second after, or later when refreshing takes long (the
 //! work here takes at most a tenth of the time). The movements (who entered and who left) go out as
-//! webhook events; the customer 360 view reads a customer's segments here.
+//! events (`Events`); the customer 360 view reads a customer's segments here.
 //! Plugin failures are watched on the same beat.
 
 use std::collections::BTreeMap;
@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use segments::Live;
 
-use super::AppState;
-use super::json::Json;
-use crate::segments::{PluginScores, SPACE};
+use crate::base::{PluginScores, SPACE};
+use crate::crm::Crm;
+use crate::json::Json;
 
 #[derive(Default)]
-pub(crate) struct Memberships {
+pub struct Memberships {
     live: Mutex<Option<Live>>,
     /// Rows written since the last refresh.
     changed: Mutex<Vec<u32>>,
@@ -32,7 +32,7 @@ pub(crate) struct Memberships {
 const IDS_PER_EVENT: usize = 1000;
 
 impl Memberships {
-    pub(crate) fn start(state: &Arc<AppState>) {
+    pub fn start(state: &Arc<Crm>) {
         state.memberships.stale.store(true, Ordering::Release);
         let weak = Arc::downgrade(state);
         std::thread::Builder::new()
@@ -42,20 +42,20 @@ impl Memberships {
     }
 
     /// Rows whose customers (or their lines) were just written.
-    pub(crate) fn touched(&self, row: u32) {
+    pub fn touched(&self, row: u32) {
         self.changed.lock().expect("membership lock").push(row);
     }
 
     /// The segments must be built anew (a segment saved or deleted, plugins
     /// changed, rows renumbered).
-    pub(crate) fn invalidate(&self) {
+    pub fn invalidate(&self) {
         self.stale.store(true, Ordering::Release);
     }
 
     /// The members of segment `name` by row, as last refreshed; `None`
     /// while the memberships are being built (or must be, after a segment
     /// changed), or for a segment they do not hold.
-    pub(crate) fn members(&self, name: &str) -> Option<Vec<u32>> {
+    pub fn members(&self, name: &str) -> Option<Vec<u32>> {
         if self.stale.load(Ordering::Acquire) {
             return None;
         }
@@ -64,14 +64,14 @@ impl Memberships {
     }
 
     /// Reads row `row`'s memberships (see `Snapshot::touch`).
-    pub(crate) fn touch(&self, row: u32) -> u64 {
+    pub fn touch(&self, row: u32) -> u64 {
         let live = self.live.lock().expect("membership lock");
         live.as_ref().map_or(0, |l| l.touch(row))
     }
 
     /// Writes the segments of row `row` to `out` as a JSON array of their
     /// names; `false` (nothing written) while they are being built.
-    pub(crate) fn write_json(&self, row: u32, out: &mut Json) -> bool {
+    pub fn write_json(&self, row: u32, out: &mut Json) -> bool {
         let live = self.live.lock().expect("membership lock");
         let Some(live) = live.as_ref() else {
             return false;
@@ -88,14 +88,14 @@ impl Memberships {
     }
 
     /// The segments of row `row`; `None` while they are being built.
-    pub(crate) fn of(&self, row: u32) -> Option<Vec<String>> {
+    pub fn of(&self, row: u32) -> Option<Vec<String>> {
         let live = self.live.lock().expect("membership lock");
         live.as_ref()
             .map(|l| l.segments_of(row).into_iter().map(str::to_owned).collect())
     }
 }
 
-fn run(state: Weak<AppState>) {
+fn run(state: Weak<Crm>) {
     // Work here (building, refreshing) takes at most a tenth of the time:
     // after a pass that took d, the next waits 10 d (at least half a second).
     let mut next = Instant::now();
@@ -123,13 +123,13 @@ fn run(state: Weak<AppState>) {
 }
 
 /// Builds the memberships of every saved segment that compiles.
-fn build(state: &AppState) {
+fn build(state: &Crm) {
     let data = state.read();
-    let work = &data.work;
+    let base = &data.base;
     let mut defs = Vec::new();
-    for rev in work.store.definitions(SPACE).unwrap_or_default() {
-        match crate::segments::decode(&rev) {
-            Ok(def) => match work.compile(&def) {
+    for rev in base.store.definitions(SPACE).unwrap_or_default() {
+        match crate::base::decode(&rev) {
+            Ok(def) => match base.compile(&def) {
                 Ok(_) => defs.push((rev.name, def)),
                 Err(e) => {
                     tracing::warn!(segment = %rev.name, error = %e, "segment left out of the live memberships")
@@ -141,15 +141,15 @@ fn build(state: &AppState) {
         }
     }
     let extra = PluginScores {
-        registry: &work.registry,
-        views: crate::plugins::Views::new(&work.snapshot),
+        registry: &base.registry,
+        batches: crate::plugins::Batches::new(&base.snapshot),
     };
     let started = std::time::Instant::now();
     match Live::new(
-        &work.snapshot,
-        work.catalog.clone(),
+        &base.snapshot,
+        base.catalog.clone(),
         defs,
-        work.limits,
+        base.limits,
         &extra,
     ) {
         Ok(live) => {
@@ -167,18 +167,18 @@ fn build(state: &AppState) {
     }
 }
 
-fn refresh(state: &AppState, mut rows: Vec<u32>) {
+fn refresh(state: &Crm, mut rows: Vec<u32>) {
     let data = state.read();
-    let work = &data.work;
+    let base = &data.base;
     let mut live = state.memberships.live.lock().expect("membership lock");
     let Some(live) = live.as_mut() else { return };
     rows.sort_unstable();
     rows.dedup();
     let extra = PluginScores {
-        registry: &work.registry,
-        views: crate::plugins::Views::with_rfm(&work.snapshot, state.rfm_scores()),
+        registry: &base.registry,
+        batches: crate::plugins::Batches::with_rfm(&base.snapshot, state.rfm_scores()),
     };
-    let movements = match live.refresh(&work.snapshot, &rows, &extra) {
+    let movements = match live.refresh(&base.snapshot, &rows, &extra) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "refreshing the segment memberships");
@@ -188,15 +188,15 @@ fn refresh(state: &AppState, mut rows: Vec<u32>) {
     };
     let ids = |rows: &[u32]| -> Vec<String> {
         rows.iter()
-            .map(|&r| work.snapshot.customers.id(r).to_owned())
+            .map(|&r| base.snapshot.customers.id(r).to_owned())
             .collect()
     };
     for m in movements {
         for (event, moved) in [("segment.entered", &m.entered), ("segment.left", &m.left)] {
             for chunk in moved.chunks(IDS_PER_EVENT) {
-                state.webhooks.emit(
+                state.emit(
                     event,
-                    serde_json::json!({"segment": m.segment, "customer_ids": ids(chunk)}),
+                    || serde_json::json!({"segment": m.segment, "customer_ids": ids(chunk)}),
                 );
             }
         }
@@ -205,8 +205,8 @@ fn refresh(state: &AppState, mut rows: Vec<u32>) {
 
 /// Reports plugins whose calls failed since the last look, or that the
 /// host disabled for failing.
-fn watch_plugins(state: &AppState) {
-    let list = state.read().work.registry.list();
+fn watch_plugins(state: &Crm) {
+    let list = state.read().base.registry.list();
     let mut seen = state.memberships.failures.lock().expect("membership lock");
     for p in list {
         let now = (p.failures, !p.enabled && p.disabled_reason.is_some());
@@ -214,15 +214,14 @@ fn watch_plugins(state: &AppState) {
         let more_failures = now.0 > before.0;
         let newly_disabled = now.1 && !before.1 && p.failures > 0;
         if more_failures || newly_disabled {
-            state.webhooks.emit(
-                "plugin.failed",
+            state.emit("plugin.failed", || {
                 serde_json::json!({
                     "plugin": p.id,
                     "failures_in_a_row": p.failures,
                     "enabled": p.enabled,
                     "disabled_reason": p.disabled_reason,
-                }),
-            );
+                })
+            });
         }
     }
 }

@@ -1,7 +1,10 @@
-//! Segments and the rest of the CRM: their definitions in the store, the
+//! The customer base as analyses and segments see it (`Base`: the store,
+//! the analysis snapshot, the plugins, and the catalog and engine scripts
+//! are compiled with), and the segments service: definitions in the store
+//! (saved, deleted, shipped with a plugin: each written once, here), the
 //! fields scripts can read (core, metrics, and the enabled plugins' fields
-//! and scores), plugin scores computed for the customers a script needs
-//! them for, and the `crm segment` commands.
+//! and scores), and plugin scores computed for the customers a script
+//! needs them for.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,7 +19,7 @@ use segments::{Catalog, Definition, Extra, Field, Frame, Limits, Source, Value};
 use serde_json::Value as Json;
 use store::{Expect, Store};
 
-use crate::plugins::{Views, per_batch};
+use crate::plugins::{Batches, per_batch};
 
 /// The store's space for segment definitions.
 pub const SPACE: &str = "segments";
@@ -58,7 +61,7 @@ pub fn catalog(registry: &Registry) -> (Catalog, Vec<String>) {
 /// Plugin scores, computed by calling the plugins for the rows asked.
 pub struct PluginScores<'a> {
     pub registry: &'a Registry,
-    pub views: Views<'a>,
+    pub batches: Batches<'a>,
 }
 
 impl Extra for PluginScores<'_> {
@@ -76,7 +79,7 @@ impl Extra for PluginScores<'_> {
                 continue;
             }
             let loaded = self.registry.get(plugin).map_err(|e| e.to_string())?;
-            let scores = per_batch(&self.views, &loaded, rows, |batch| {
+            let scores = per_batch(&self.batches, &loaded, rows, |batch| {
                 self.registry
                     .counted(&loaded, |p| p.score(model, batch))
                     .map(|(results, _log)| results.into_iter().map(Result::ok).collect())
@@ -118,8 +121,8 @@ pub fn decode(rev: &store::Revision) -> Result<Definition> {
     })
 }
 
-/// Everything a segment command works with.
-pub struct Workspace {
+/// The customer base as analyses and segments see it.
+pub struct Base {
     pub store: Arc<dyn Store>,
     pub snapshot: Snapshot,
     /// Shared: a server reads it without the lock around the workspace.
@@ -127,7 +130,7 @@ pub struct Workspace {
     pub catalog: Catalog,
     /// Plugin fields left out of the catalog, and why.
     pub left_out: Vec<String>,
-    pub engine: rhai::Engine,
+    pub engine: segments::Engine,
     pub limits: Limits,
 }
 
@@ -139,19 +142,19 @@ pub struct Evaluated {
     pub took: std::time::Duration,
 }
 
-impl Workspace {
-    pub fn new(store: Arc<dyn Store>, snapshot: Snapshot, registry: Registry) -> Result<Workspace> {
+impl Base {
+    pub fn new(store: Arc<dyn Store>, snapshot: Snapshot, registry: Arc<Registry>) -> Base {
         let (catalog, left_out) = catalog(&registry);
         let limits = Limits::default();
-        Ok(Workspace {
+        Base {
             left_out,
             engine: segments::engine(&catalog, limits),
             store,
             snapshot,
-            registry: Arc::new(registry),
+            registry,
             catalog,
             limits,
-        })
+        }
     }
 
     /// Takes the plugins' fields and scores in again after plugins were
@@ -195,7 +198,7 @@ impl Workspace {
     pub fn frame(&self, reads: &[usize], sample: Option<usize>) -> Result<Arc<Frame>> {
         let extra = PluginScores {
             registry: &self.registry,
-            views: Views::new(&self.snapshot),
+            batches: Batches::new(&self.snapshot),
         };
         let n = sample.unwrap_or(self.snapshot.customers.len());
         Frame::build_first(&self.snapshot, &self.catalog, reads, n, &extra)
@@ -337,7 +340,7 @@ pub fn shipped(dir: &Path) -> Result<Vec<(String, Definition)>> {
 
 /// Writes members as CSV: id, name, region, tier, then each field the
 /// script reads.
-pub fn write_members_csv(out: &mut dyn Write, ws: &Workspace, evaluated: &Evaluated) -> Result<()> {
+pub fn write_members_csv(out: &mut dyn Write, ws: &Base, evaluated: &Evaluated) -> Result<()> {
     let s = &ws.snapshot;
     let mut w = csv::Writer::from_writer(out);
     let fields: Vec<&Field> = evaluated
@@ -393,7 +396,7 @@ pub struct BenchLine {
 /// Times the benchmark segments: building their columns, evaluating over
 /// columns, through the interpreter alone, and as plain Rust over the
 /// same columns; the best of `runs` runs each.
-pub fn bench(ws: &Workspace, runs: usize) -> Result<Vec<BenchLine>> {
+pub fn bench(ws: &Base, runs: usize) -> Result<Vec<BenchLine>> {
     use rayon::prelude::*;
     let best = |f: &mut dyn FnMut() -> Result<usize>| -> Result<(usize, f64)> {
         let mut best = f64::MAX;

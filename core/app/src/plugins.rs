@@ -17,6 +17,8 @@ use plugin_host::{LoadedPlugin, Registry};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::write::WriteError;
+
 /// The plugin registry of the store in directory `db`.
 pub fn registry(db: &Path) -> Result<Registry> {
     Registry::open(&db.join("plugins"))
@@ -25,7 +27,7 @@ pub fn registry(db: &Path) -> Result<Registry> {
 
 /// Makes the batches plugins are called with; their text borrows from the
 /// snapshot.
-pub struct Views<'s> {
+pub struct Batches<'s> {
     snapshot: &'s Snapshot,
     ctx: Context<'s>,
     products: Vec<wire::Product<'s>>,
@@ -34,38 +36,38 @@ pub struct Views<'s> {
     rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
 }
 
-impl<'s> Views<'s> {
-    pub fn new(snapshot: &'s Snapshot) -> Views<'s> {
-        Views::with(snapshot, Scope::default(), None)
+impl<'s> Batches<'s> {
+    pub fn new(snapshot: &'s Snapshot) -> Batches<'s> {
+        Batches::with(snapshot, Scope::default(), None)
     }
 
-    /// Views for the customers `rows` alone, with R, F and M scores worked
+    /// Batches for the customers `rows` alone, with R, F and M scores worked
     /// out before (a long-running server keeps them).
     pub fn for_rows(
         snapshot: &'s Snapshot,
         rows: &[u32],
         rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
-    ) -> Views<'s> {
+    ) -> Batches<'s> {
         let scope = Scope {
             as_of: None,
             customers: Some(rows.to_vec()),
         };
-        Views::with(snapshot, scope, rfm)
+        Batches::with(snapshot, scope, rfm)
     }
 
-    /// Views of every customer, with R, F and M scores worked out before.
+    /// Batches of every customer, with R, F and M scores worked out before.
     pub fn with_rfm(
         snapshot: &'s Snapshot,
         rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
-    ) -> Views<'s> {
-        Views::with(snapshot, Scope::default(), rfm)
+    ) -> Batches<'s> {
+        Batches::with(snapshot, Scope::default(), rfm)
     }
 
     fn with(
         snapshot: &'s Snapshot,
         scope: Scope,
         rfm: Option<std::sync::Arc<Vec<analysis::Scores>>>,
-    ) -> Views<'s> {
+    ) -> Batches<'s> {
         let p = &snapshot.products;
         let products = (0..p.len())
             .map(|i| wire::Product {
@@ -78,7 +80,7 @@ impl<'s> Views<'s> {
                 attributes: Cow::Borrowed(&p.attributes[i]),
             })
             .collect();
-        Views {
+        Batches {
             snapshot,
             ctx: Context::new(snapshot, &scope),
             products,
@@ -212,7 +214,7 @@ impl<'s> Views<'s> {
 /// Runs `call` over the customers `rows` in batches of the plugin's size,
 /// on both cores; the per-customer results in the order of `rows`.
 pub fn per_batch<T: Send>(
-    views: &Views<'_>,
+    views: &Batches<'_>,
     plugin: &LoadedPlugin,
     rows: &[u32],
     call: impl Fn(&wire::Batch) -> Result<Vec<T>, plugin_host::PluginError> + Sync,
@@ -266,41 +268,6 @@ impl FieldRules {
         problems
     }
 }
-
-impl transfer::Rules for FieldRules {
-    fn problems(&self, record: &Record) -> Vec<transfer::format::FieldError> {
-        let Record::Customer(customer) = record else {
-            return Vec::new();
-        };
-        self.check(&customer.attributes.to_value())
-            .into_iter()
-            .map(|reason| transfer::format::FieldError {
-                column: "attributes",
-                reason,
-            })
-            .collect()
-    }
-}
-
-/// Why a customer being written is refused: each problem with its field
-/// (`attributes.license_no`, `region`) and message.
-#[derive(Debug)]
-pub struct Refused {
-    pub issues: Vec<(String, String)>,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let all: Vec<String> = self
-            .issues
-            .iter()
-            .map(|(field, message)| format!("{field}: {message}"))
-            .collect();
-        f.write_str(&all.join("; "))
-    }
-}
-
-impl std::error::Error for Refused {}
 
 /// The customer's fields that are not attributes.
 const CORE_FIELDS: [&str; 9] = [
@@ -359,30 +326,18 @@ fn written(customer: &model::Customer) -> wire::Customer<'_> {
     }
 }
 
-/// Runs the validate hook of every enabled plugin that has one on a
-/// customer being written, applies their patches to their own fields and
-/// checks every plugin's fields on the result. The customer to write, or
-/// why it is refused.
-pub fn validate_write(
-    registry: &Registry,
-    rules: &FieldRules,
-    customer: model::Customer,
-) -> Result<model::Customer> {
-    validate_writes(registry, rules, vec![customer])
-        .pop()
-        .expect("one outcome per customer")
-}
-
-/// [`validate_write`] for several customers at once: one call of each
-/// validate hook for them all. A call that fails as a whole (a trap, a
-/// timeout) is made again for each customer alone, so that only the
-/// customers it fails on are refused. Each customer's outcome, in order.
+/// Runs the validate hook of every enabled plugin that has one on the
+/// customers being written that are still open (`Ok`), with one call of
+/// each hook for them all, applies their patches to their own fields and
+/// checks every plugin's fields on the result. A call that fails as a
+/// whole (a trap, a timeout) is made again for each customer alone, so
+/// that only the customers it fails on are refused. Each customer's
+/// outcome, in order.
 pub fn validate_writes(
     registry: &Registry,
     rules: &FieldRules,
-    customers: Vec<model::Customer>,
-) -> Vec<Result<model::Customer>> {
-    let mut outcomes: Vec<Result<model::Customer>> = customers.into_iter().map(Ok).collect();
+    mut outcomes: Vec<Result<model::Customer, WriteError>>,
+) -> Vec<Result<model::Customer, WriteError>> {
     for plugin in registry
         .enabled()
         .iter()
@@ -404,7 +359,7 @@ pub fn validate_writes(
             registry
                 .counted(plugin, |p| p.validate(&batch))
                 .map(|(verdicts, _)| verdicts)
-                .with_context(|| format!("plugin {}", plugin.id()))
+                .map_err(|e| WriteError::Plugin(format!("plugin {}: {e:#}", plugin.id())))
         };
         let verdicts = match call(&open) {
             Ok(verdicts) => verdicts.into_iter().map(Ok).collect::<Vec<_>>(),
@@ -424,8 +379,8 @@ pub fn validate_writes(
             .map(|outcome| {
                 let customer = outcome?;
                 let verdict = verdicts.next().expect("one verdict per open customer")?;
-                let verdict =
-                    verdict.map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+                let verdict = verdict
+                    .map_err(|e| WriteError::Plugin(format!("plugin {}: {e}", plugin.id())))?;
                 apply_verdict(plugin, customer, verdict)
             })
             .collect();
@@ -438,7 +393,7 @@ pub fn validate_writes(
             if issues.is_empty() {
                 Ok(customer)
             } else {
-                Err(Refused { issues }.into())
+                Err(WriteError::Refused { issues })
             }
         })
         .collect()
@@ -450,9 +405,9 @@ fn apply_verdict(
     plugin: &LoadedPlugin,
     mut customer: model::Customer,
     verdict: wire::Verdict,
-) -> Result<model::Customer> {
+) -> Result<model::Customer, WriteError> {
     if !verdict.issues.is_empty() {
-        return Err(Refused {
+        return Err(WriteError::Refused {
             issues: verdict
                 .issues
                 .iter()
@@ -463,15 +418,18 @@ fn apply_verdict(
                     )
                 })
                 .collect(),
-        }
-        .into());
+        });
     }
     if !verdict.patches.is_empty() {
+        let bad = |e: String| WriteError::Plugin(format!("plugin {}: {e}", plugin.id()));
         let mut attributes = customer.attributes.to_value();
         for patch in verdict.patches {
             match patch.value {
                 Some(json) => {
-                    attributes.insert(patch.field, serde_json::from_str(&json)?);
+                    attributes.insert(
+                        patch.field,
+                        serde_json::from_str(&json).map_err(|e| bad(e.to_string()))?,
+                    );
                 }
                 None => {
                     attributes.remove(&patch.field);
@@ -479,7 +437,7 @@ fn apply_verdict(
             }
         }
         customer.attributes = model::Attributes::parse(&Value::Object(attributes).to_string())
-            .map_err(|e| anyhow::anyhow!("plugin {}: {e}", plugin.id()))?;
+            .map_err(|e| bad(e.to_string()))?;
     }
     Ok(customer)
 }
@@ -531,7 +489,7 @@ pub fn bench(snapshot: &Snapshot, plugin: &LoadedPlugin, model: &str) -> Result<
     times.sort();
     let empty_call = times[times.len() / 2];
 
-    let views = Views::new(snapshot);
+    let views = Batches::new(snapshot);
     let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
     let size = plugin.manifest.limits.max_batch as usize;
     // A first pass brings the snapshot's columns into memory.
@@ -584,32 +542,60 @@ pub struct SaveReport {
     pub counts: store::UpsertCounts,
     /// Customers whose derivation failed (left as they were).
     pub failed: usize,
+    /// Customers the write path refused (the plugins' checks), with why.
+    pub refused: Vec<(String, WriteError)>,
 }
 
-/// Writes derived values into the customers' attributes: each of the
-/// plugin's derived fields `names` is set to its value, or removed when the
-/// plugin gave none. The values were checked against the plugin's schema
-/// by the host. The store is flushed at the end.
+/// Customers written by `save_derived` in one store call.
+const DERIVED_PER_WRITE: usize = 1000;
+
+/// Writes derived values into the customers' attributes through the write
+/// path (the plugins' checks, an audit entry per customer naming
+/// `plugin ID`): each of the plugin's derived fields `names` is set to its
+/// value, or removed when the plugin gave none. Customers left as they
+/// were are not written. The store is flushed at the end.
 pub fn save_derived<'a>(
     store: &dyn store::Store,
+    registry: &Registry,
+    plugin: &str,
     names: &[String],
     derived: impl Iterator<Item = (&'a str, &'a Result<Vec<wire::Field>, String>)>,
 ) -> Result<SaveReport> {
     let mut report = SaveReport {
         counts: store::UpsertCounts::default(),
         failed: 0,
+        refused: Vec::new(),
     };
+    let actor = store::Actor::new(format!("plugin {plugin}"));
     let mut batch = Vec::new();
+    let write = |batch: Vec<store::Expected>, report: &mut SaveReport| {
+        let ids: Vec<String> = batch.iter().map(|w| w.record.id().to_owned()).collect();
+        let outcomes = crate::write::check_and_write(
+            store,
+            registry,
+            batch,
+            crate::write::Source::Derived,
+            &mut |_, _| {},
+        );
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) => report.counts.updated += 1,
+                Err(e) => report.refused.push((id, e)),
+            }
+        }
+    };
     for (id, fields) in derived {
         let Ok(fields) = fields else {
             report.failed += 1;
             continue;
         };
-        let Some(Record::Customer(mut customer)) = store.get(model::EntityKind::Customer, id)?
+        let Some((revision, Record::Customer(mut customer))) =
+            store.get_revised(model::EntityKind::Customer, id)?
         else {
             continue;
         };
-        let mut attributes = customer.attributes.to_value();
+        let before = customer.attributes.to_value();
+        let mut attributes = before.clone();
         for name in names {
             match fields.iter().find(|f| f.name == *name) {
                 Some(f) => {
@@ -620,14 +606,24 @@ pub fn save_derived<'a>(
                 }
             }
         }
+        if attributes == before {
+            report.counts.unchanged += 1;
+            continue;
+        }
         customer.attributes = model::Attributes::parse(&Value::Object(attributes).to_string())
             .map_err(|e| anyhow::anyhow!("customer {id}: {e}"))?;
-        batch.push(Record::Customer(customer));
-        if batch.len() == 10_000 {
-            report.counts += store.upsert(std::mem::take(&mut batch))?;
+        batch.push(store::Expected {
+            record: Record::Customer(customer),
+            expect: store::Expect::Revision(revision),
+            actor: actor.clone(),
+        });
+        if batch.len() == DERIVED_PER_WRITE {
+            write(std::mem::take(&mut batch), &mut report);
         }
     }
-    report.counts += store.upsert(batch)?;
+    if !batch.is_empty() {
+        write(batch, &mut report);
+    }
     store.flush()?;
     Ok(report)
 }

@@ -84,7 +84,7 @@ pub struct Tokens {
 type Known = std::collections::HashMap<[u8; 32], (Arc<str>, Role)>;
 
 /// The SHA-256 of `text` in hex: how tokens (and console sessions) are kept.
-pub(crate) fn hash(text: &str) -> String {
+pub fn hash(text: &str) -> String {
     hex::encode(digest(text))
 }
 
@@ -93,7 +93,7 @@ fn digest(text: &str) -> [u8; 32] {
 }
 
 /// `bytes` random bytes in hex.
-pub(crate) fn random_hex(bytes: usize) -> Result<String> {
+pub fn random_hex(bytes: usize) -> Result<String> {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(hex::encode(b))

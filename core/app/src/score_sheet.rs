@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use analysis::snapshot::{Dict, Snapshot, Strings};
 use plugin_host::{LoadedPlugin, Registry};
 
-use super::json::Json;
+use crate::json::Json;
 
 /// The scores of one model for every customer, as columns.
 struct ModelScores {
@@ -58,7 +58,7 @@ pub(crate) struct Sheet {
 }
 
 #[derive(Default)]
-pub(crate) struct Scores {
+pub struct ScoreSheet {
     sheet: RwLock<Option<Arc<Sheet>>>,
     /// Grows with every change that may concern every customer's scores.
     epoch: AtomicU64,
@@ -92,10 +92,10 @@ fn same_ranks(
     }
 }
 
-impl Scores {
+impl ScoreSheet {
     /// Customer `row` or their lines were written (under the snapshot's
     /// write lock).
-    pub(crate) fn touched(&self, row: u32) {
+    pub fn touched(&self, row: u32) {
         let sheet = self.sheet.read().expect("scores lock");
         // Rows the sheet does not have are not taken from it anyway.
         if let Some(word) = sheet
@@ -108,7 +108,7 @@ impl Scores {
 
     /// A change that may concern every customer's scores (under the
     /// snapshot's write lock).
-    pub(crate) fn everyone_changed(&self) {
+    pub fn everyone_changed(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -117,7 +117,7 @@ impl Scores {
     /// with the as-of day `as_of`, the ranks `rfm` and the plugins
     /// `plugins`; returns whether it did. Called under the snapshot's read
     /// lock.
-    pub(crate) fn write_json(
+    pub fn write_json(
         &self,
         row: u32,
         as_of: Option<model::Date>,
@@ -184,7 +184,7 @@ impl Scores {
     /// Reads one value of each of customer `row`'s columns in the sheet, so
     /// that their cache misses overlap with the snapshot's (see
     /// `Snapshot::touch`); a value for `std::hint::black_box`.
-    pub(crate) fn touch(&self, row: u32) -> u64 {
+    pub fn touch(&self, row: u32) -> u64 {
         let sheet = self.sheet.read().expect("scores lock");
         let i = row as usize;
         let mut sum = 0u64;
@@ -211,7 +211,7 @@ impl Scores {
     }
 
     /// Whether the sheet is current for this generation, ranks and plugins.
-    pub(crate) fn is_current(
+    pub fn is_current(
         &self,
         generation: u64,
         rfm: &Option<Arc<Vec<analysis::Scores>>>,
@@ -230,7 +230,7 @@ impl Scores {
     /// batches) and keeps them; under the snapshot's read lock. A model
     /// whose call fails is left out of the sheet altogether: the 360 then
     /// calls the plugins itself.
-    pub(crate) fn work_out(
+    pub fn work_out(
         &self,
         snapshot: &Snapshot,
         generation: u64,
@@ -239,7 +239,7 @@ impl Scores {
     ) {
         let epoch = self.epoch.load(Ordering::Acquire);
         let plugins = registry.enabled();
-        let views = crate::plugins::Views::with_rfm(snapshot, rfm.clone());
+        let views = crate::plugins::Batches::with_rfm(snapshot, rfm.clone());
         let rows: Vec<u32> = (0..snapshot.customers.len() as u32).collect();
         let mut models = Vec::new();
         for plugin in &plugins {
@@ -303,7 +303,7 @@ impl Scores {
     }
 
     /// Bytes the sheet takes (approximately), for the log.
-    pub(crate) fn memory_bytes(&self) -> usize {
+    pub fn memory_bytes(&self) -> usize {
         let sheet = self.sheet.read().expect("scores lock");
         sheet.as_ref().map_or(0, |s| {
             s.models
