@@ -331,7 +331,7 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (String, String) {
 
 /// A retail store of `customers` in `DIR/store`, and a token of `role` made
 /// by `crm token create`.
-fn store_with_token(customers: u32, role: &str) -> (tempfile::TempDir, String) {
+pub(crate) fn store_with_token(customers: u32, role: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store");
     import(&*open_store(&db), &dataset(Industry::Retail, customers, 3)).unwrap();
@@ -351,7 +351,7 @@ fn store_with_token(customers: u32, role: &str) -> (tempfile::TempDir, String) {
 }
 
 /// `crm serve` on a free loopback port: the process, its log and its address.
-fn serve(
+pub(crate) fn serve(
     db: &str,
 ) -> (
     std::process::Child,
@@ -382,7 +382,7 @@ fn serve(
 
 /// One HTTP/1.1 POST of a JSON body over a socket; the status code, or 0
 /// when no answer came (the server was killed, or is gone).
-fn post(addr: &str, path: &str, token: &str, body: &str) -> u16 {
+pub(crate) fn post(addr: &str, path: &str, token: &str, body: &str) -> u16 {
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return 0;
     };
@@ -522,7 +522,7 @@ fn crm_serve_answers_on_a_loopback_socket_and_stops_cleanly() {
 }
 
 /// A new customer as the API takes it.
-fn customer(id: &str, name: &str) -> Value {
+pub(crate) fn customer(id: &str, name: &str) -> Value {
     serde_json::json!({
         "customer_id": id, "name": name, "gender": "U", "birth_date": null,
         "region": "North", "city": "Pinecrest", "channel": "store",
@@ -761,13 +761,13 @@ fn concurrent_writes_each_get_their_own_answer() {
 }
 
 impl Api {
-    fn get(&self, uri: &str, role: Role) -> (StatusCode, Value) {
+    pub(crate) fn get(&self, uri: &str, role: Role) -> (StatusCode, Value) {
         let (status, _, body) = self.send("GET", uri, Some(self.token(role)), HERE);
         (status, body)
     }
 
     /// A JSON write; the status, body and ETag.
-    fn write(
+    pub(crate) fn write(
         &self,
         method: &str,
         uri: &str,
@@ -2161,15 +2161,15 @@ fn bodies_are_limited_where_they_are_read() {
 /// A webhook receiver on a loopback port: answers 500 to the first request
 /// and 200 to the rest, and keeps each request's headers and body.
 /// A request as received: its headers (names lowercased) and body.
-type Received = (Vec<(String, String)>, String);
+pub(crate) type Received = (Vec<(String, String)>, String);
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -2216,7 +2216,7 @@ impl Receiver {
     }
 
     /// Waits for a delivered request whose body holds `text`.
-    fn wait_for(&self, text: &str) -> Received {
+    pub(crate) fn wait_for(&self, text: &str) -> Received {
         for _ in 0..400 {
             let got = self.got.lock().unwrap();
             // The first request of all was answered 500: not delivered.

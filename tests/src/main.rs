@@ -10,3 +10,4 @@ mod industry;
 mod plugins;
 mod segments;
 mod support;
+mod write_path;

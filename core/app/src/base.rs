@@ -267,6 +267,67 @@ impl Base {
     }
 }
 
+/// Deletes segment `name` (its history stays) and notes who deleted it in
+/// the audit log; false if there was none. A revision expected and no
+/// longer current is `Stale`.
+pub fn delete(
+    store: &dyn Store,
+    name: &str,
+    expect: Expect,
+    actor: &str,
+) -> Result<bool, crate::WriteError> {
+    let before = store.definition(SPACE, name)?;
+    let deleted = store
+        .delete_definition(SPACE, name, expect)
+        .map_err(|e| crate::WriteError::of_store(e, expect))?;
+    if deleted {
+        store.audit(store::AuditEntry {
+            seq: 0,
+            at_ms: 0,
+            actor: actor.to_owned(),
+            action: "delete".into(),
+            kind: "segment".into(),
+            id: name.to_owned(),
+            revision: None,
+            before: before.and_then(|b| serde_json::from_str(&b.body).ok()),
+            after: None,
+        })?;
+    }
+    Ok(deleted)
+}
+
+/// A segment shipped with a plugin, and what became of it.
+pub struct Shipped {
+    pub name: String,
+    pub description: String,
+    /// Saved, or why not (its name is taken, or it does not check out).
+    pub saved: Result<(), String>,
+}
+
+impl Base {
+    /// Saves the segments plugin `id` ships (`segments/*.rhai` in its
+    /// package) whose names are free, each noted as saved by `plugin ID`.
+    pub fn add_shipped(&self, id: &str) -> Result<Vec<Shipped>> {
+        let plugin = self.registry.get(id)?;
+        let mut res = Vec::new();
+        for (name, def) in shipped(&plugin.dir)? {
+            let saved = if self.store.definition(SPACE, &name)?.is_some() {
+                Err(format!("a segment named {name} exists already"))
+            } else {
+                self.save(&name, &def, Expect::New, &format!("plugin {id}"))
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+            };
+            res.push(Shipped {
+                name,
+                description: def.description,
+                saved,
+            });
+        }
+        Ok(res)
+    }
+}
+
 /// `--param NAME=VALUE`: VALUE as JSON when it reads as JSON, else as text.
 pub fn parse_params(params: &[String]) -> Result<serde_json::Map<String, Json>> {
     let mut map = serde_json::Map::new();

@@ -121,9 +121,28 @@ pub fn open_store(dir: &Path, create: bool, cache_bytes: u64) -> anyhow::Result<
             dir.display()
         );
     }
-    store::open(dir, &store::Options { cache_bytes })
-        .with_context(|| format!("opening the store at {}", dir.display()))
+    match store::open(dir, &store::Options { cache_bytes }) {
+        Err(store::StoreError::Locked { path }) => match std::fs::read_to_string(dir.join(SERVING))
+        {
+            Ok(addr) => anyhow::bail!(
+                "the store at {} is held by `crm serve` on http://{}: stop it first, or make the change through its API (for example `curl -H 'Authorization: Bearer TOKEN' http://{}/api/v1/...`; the reference is at http://{}/api/docs)",
+                path.display(),
+                addr.trim(),
+                addr.trim(),
+                addr.trim()
+            ),
+            Err(_) => anyhow::bail!(
+                "the store at {} is in use by another process (a running `crm serve` or command); wait for it or stop it",
+                path.display()
+            ),
+        },
+        other => other.with_context(|| format!("opening the store at {}", dir.display())),
+    }
 }
+
+/// The file in a store's directory where `crm serve` notes its address
+/// while it serves.
+pub const SERVING: &str = "crm-serve.addr";
 
 /// How long a writer waiting for the snapshot sleeps between tries.
 const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
@@ -259,8 +278,18 @@ impl Crm {
             && !*self.rebuilding.lock().expect("rebuild lock")
             && self.importing.load(Ordering::Acquire) == 0
         {
-            crate::checkpoint::save(&*self.store, &mut data.base.snapshot, &path)
-                .context("saving the analysis checkpoint")?;
+            // The snapshot follows the writes as they are made, not the
+            // store's change log: it catches up with the log (the changes
+            // since it was opened, applied again) so that its checkpoint
+            // records the log's position.
+            let snapshot = &mut data.base.snapshot;
+            match crate::checkpoint::catch_up(&*self.store, snapshot)? {
+                Some(_) => crate::checkpoint::save(&*self.store, snapshot, &path)
+                    .context("saving the analysis checkpoint")?,
+                None => tracing::warn!(
+                    "the analysis snapshot is far behind the change log: not checkpointed, the next open rebuilds it"
+                ),
+            }
         }
         Ok(())
     }

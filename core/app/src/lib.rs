@@ -19,5 +19,5 @@ pub mod users;
 pub mod write;
 
 pub use base::Base;
-pub use crm::{Config, Crm, Current, Events, StoreAhead, open_store};
+pub use crm::{Config, Crm, Current, Events, SERVING, StoreAhead, open_store};
 pub use write::{Source, WriteError};

@@ -214,14 +214,34 @@ impl transfer::Rules for Checks<'_> {
         if at.is_empty() || self.is_empty() {
             return problems;
         }
-        let customers: Vec<Customer> = at
+        // The schemas first, with the schema rule each problem breaks (a
+        // file is fixed from these); then the whole write path's checks.
+        let mut open = Vec::with_capacity(at.len());
+        for i in at {
+            let Record::Customer(c) = &records[i] else {
+                unreachable!("customers only")
+            };
+            let schema = self.rules.check(&c.attributes.to_value());
+            if schema.is_empty() {
+                open.push(i);
+            } else {
+                problems[i] = schema
+                    .into_iter()
+                    .map(|reason| transfer::format::FieldError {
+                        column: "attributes",
+                        reason,
+                    })
+                    .collect();
+            }
+        }
+        let customers: Vec<Customer> = open
             .iter()
             .map(|&i| match &records[i] {
                 Record::Customer(c) => c.clone(),
                 _ => unreachable!("customers only"),
             })
             .collect();
-        for (i, outcome) in at
+        for (i, outcome) in open
             .into_iter()
             .zip(self.customers(customers, Source::Client))
         {
@@ -391,7 +411,11 @@ impl Waiting {
 }
 
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
-type RecordWaiter = tokio::sync::oneshot::Sender<Result<(u64, Record), WriteError>>;
+/// What a write of a customer, product or campaign comes to: its new
+/// revision and the record as stored, or why it was not made.
+pub type Written = Result<(u64, Record), WriteError>;
+
+type RecordWaiter = tokio::sync::oneshot::Sender<Written>;
 
 /// The longest a flush waits for the writes under way to join it.
 const GATHER_MICROS: u64 = 2000;
@@ -586,7 +610,7 @@ fn write_gathered(
     registry: &Registry,
     records: Vec<(Expected, RecordWaiter)>,
     pending: &Mutex<Vec<Change>>,
-) -> Vec<(RecordWaiter, Result<(u64, Record), WriteError>)> {
+) -> Vec<(RecordWaiter, Written)> {
     if records.is_empty() {
         return Vec::new();
     }

@@ -36,6 +36,12 @@ struct Db {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create an empty store, so that plugins can be installed (and check
+    /// the first import) before any data comes in
+    Init {
+        #[command(flatten)]
+        db: Db,
+    },
     /// Import customers.csv, products.csv, campaigns.csv, transactions.csv
     /// and interactions.csv (whichever are in DIR), after checking every row
     Import {
@@ -573,6 +579,20 @@ fn closed_pipe(err: &anyhow::Error) -> bool {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Init { db } => {
+            if db.db.join("db").exists() || db.db.join("conf").exists() {
+                bail!("{} holds a store already", db.db.display());
+            }
+            let store = open_store(&db.db, true)?;
+            store.flush()?;
+            outln!(
+                "created an empty store at {}; install plugins with `crm plugin install --db {} PACKAGE`, then import with `crm import --db {} DIR`",
+                db.db.display(),
+                db.db.display(),
+                db.db.display()
+            );
+            Ok(())
+        }
         Command::Import {
             db,
             dir,
@@ -1041,21 +1061,12 @@ fn segment_rows(snapshot: &analysis::Snapshot, path: &Path) -> Result<Vec<u32>> 
 /// cache: they scan or look up, and the memory is better left to the
 /// analysis snapshot.
 fn open_store(path: &Path, create: bool) -> Result<Arc<dyn Store>> {
-    let options = if create {
-        store::Options::default()
+    let cache_bytes = if create {
+        store::Options::default().cache_bytes
     } else {
-        store::Options {
-            cache_bytes: 32 << 20,
-        }
+        32 << 20
     };
-    if !create && !path.exists() {
-        bail!(
-            "no store at {} (create one with `crm import --db {} DIR`)",
-            path.display(),
-            path.display()
-        );
-    }
-    store::open(path, &options).with_context(|| format!("opening the store at {}", path.display()))
+    app::open_store(path, create, cache_bytes)
 }
 
 fn import(store: &dyn Store, db: &Path, dir: &Path, skip_invalid: bool, quiet: bool) -> Result<()> {
@@ -1389,15 +1400,10 @@ fn workspace_of(store: Arc<dyn Store>, db: &Path) -> Result<app::Base> {
 
 /// Saves the segments plugin `id` ships that the store does not have yet.
 fn add_shipped_segments(store: Arc<dyn Store>, db: &Path, id: &str) -> Result<()> {
-    let ws = workspace_of(store, db)?;
-    let plugin = ws.registry.get(id)?;
-    for (name, def) in app::base::shipped(&plugin.dir)? {
-        if ws.store.definition(app::base::SPACE, &name)?.is_some() {
-            continue;
-        }
-        match ws.save(&name, &def, store::Expect::New, &format!("plugin {id}")) {
-            Ok(_) => eprintln!("added segment {name}: {}", def.description),
-            Err(err) => eprintln!("segment {name} of {id} was not added: {err:#}"),
+    for shipped in workspace_of(store, db)?.add_shipped(id)? {
+        match shipped.saved {
+            Ok(()) => eprintln!("added segment {}: {}", shipped.name, shipped.description),
+            Err(err) => eprintln!("segment {} of {id} was not added: {err}", shipped.name),
         }
     }
     Ok(())
@@ -1855,18 +1861,10 @@ fn segment_command(command: SegmentCommand) -> Result<()> {
         }
         SegmentCommand::Delete { db, name } => {
             let store = open_store(&db.db, false)?;
-            let before = store.definition(SPACE, &name)?;
-            if !store.delete_definition(SPACE, &name, store::Expect::Any)? {
+            if !app::base::delete(&*store, &name, store::Expect::Any, "cli")? {
                 bail!("no segment '{name}' (crm segment list shows them)");
             }
-            audit_cli(
-                &*store,
-                "delete",
-                "segment",
-                &name,
-                before.and_then(|b| serde_json::from_str(&b.body).ok()),
-                None,
-            );
+            store.flush()?;
             outln!(
                 "deleted segment {name} (crm segment show {name} --history keeps its revisions)"
             );
@@ -2191,13 +2189,16 @@ fn plugin_command(command: PluginCommand) -> Result<()> {
                 let ids = rows.iter().map(|&ci| snapshot.customers.id(ci));
                 let report =
                     app::plugins::save_derived(&**store, registry, &id, names, ids.zip(&derived))?;
+                let refused = match report.refused.len() {
+                    0 => String::new(),
+                    n => format!("; {n} refused by the plugins' checks"),
+                };
                 outln!(
-                    "{id}: derived fields saved for {} customers ({} updated, {} unchanged, {} failed, {} refused)",
+                    "{id}: derived fields saved for {} customers ({} updated, {} unchanged, {} failed){refused}",
                     rows.len(),
                     report.counts.updated,
                     report.counts.unchanged,
-                    report.failed,
-                    report.refused.len()
+                    report.failed
                 );
                 for (customer, why) in report.refused.iter().take(10) {
                     outln!("  {customer}: {why}");

@@ -347,9 +347,7 @@ fn check_file(
     let mut rows = 0u64;
     let mut dupes = matches!(kind, EntityKind::Transaction | EntityKind::Interaction)
         .then(DuplicateFinder::new);
-    // Rows waiting for the rules, in order: each with its line, its record
-    // or its problems, and (to write it aside if it is refused) its fields.
-    let mut waiting: Vec<(u64, Result<Record, Vec<FieldError>>, Vec<String>)> = Vec::new();
+    let mut waiting: Vec<Waiting> = Vec::new();
     let rules = options.rules;
     while file.next_row().map_err(&io)? {
         rows += 1;
@@ -440,6 +438,10 @@ fn check_file(
     })
 }
 
+/// A row waiting for the rules, in order: its line, its record or its
+/// problems, and (to write it aside if it is refused) its fields.
+type Waiting = (u64, Result<Record, Vec<FieldError>>, Vec<String>);
+
 /// Checks the rows waiting against the rules (one call for them all) and
 /// reports the refused ones, in order with the rows refused before. A row
 /// the rules refuse is no longer known to the import (lines naming it are
@@ -448,7 +450,7 @@ fn check_rules(
     kind: EntityKind,
     path: &Path,
     rules: Option<&dyn Rules>,
-    waiting: &mut Vec<(u64, Result<Record, Vec<FieldError>>, Vec<String>)>,
+    waiting: &mut Vec<Waiting>,
     known: &mut Known<'_>,
     problems: &mut Problems,
     rejected: &mut Rejected,

@@ -713,6 +713,8 @@ pub fn serve(db: &Path, crm: Arc<app::Crm>, options: Options) -> Result<()> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
+        // Commands that find the store held say where it is served.
+        let _ = std::fs::write(db.join(app::SERVING), local.to_string());
         tracing::info!(db = %db.display(), "serving on http://{local}");
         eprintln!("serving {} on http://{local}", db.display());
         // Answers go out as soon as they are written: without TCP_NODELAY a
@@ -734,6 +736,7 @@ pub fn serve(db: &Path, crm: Arc<app::Crm>, options: Options) -> Result<()> {
     // The lines still buffered go out before the last words; any later
     // line is written at once.
     drop(log);
+    let _ = std::fs::remove_file(db.join(app::SERVING));
     served?;
     crm.close()?;
     eprintln!("stopped; the store is flushed and the analysis snapshot saved");

@@ -271,11 +271,9 @@ pub(crate) async fn install(
         state2.segments_changed();
         let id = plugin.id().to_owned();
         audit(&state2, &caller, "install", &id, None, Some(&plugin.manifest.version));
-        for (name, def) in app::base::shipped(&plugin.dir).unwrap_or_default() {
-            if let Ok(None) = data.base.store.definition(app::base::SPACE, &name)
-                && let Err(e) = data.base.save(&name, &def, store::Expect::New, &format!("plugin {id}"))
-            {
-                tracing::warn!(segment = %name, plugin = %id, error = %format!("{e:#}"), "a shipped segment was not added");
+        for shipped in data.base.add_shipped(&id).unwrap_or_default() {
+            if let Err(e) = shipped.saved {
+                tracing::warn!(segment = %shipped.name, plugin = %id, error = %e, "a shipped segment was not added");
             }
         }
         drop(data);

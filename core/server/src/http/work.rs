@@ -605,31 +605,9 @@ pub(crate) async fn delete_segment(
         Some(rev) => store::Expect::Revision(rev),
         None => store::Expect::Any,
     };
-    let before = state.store.definition(SPACE, &name)?;
-    let deleted = state
-        .store
-        .delete_definition(SPACE, &name, expect)
-        .map_err(|e| match e {
-            store::StoreError::Conflict(d) => {
-                Problem::new(StatusCode::PRECONDITION_FAILED, "Precondition failed", d)
-                    .at("If-Match")
-            }
-            other => other.into(),
-        })?;
-    if !deleted {
+    if !app::base::delete(&*state.store, &name, expect, &caller.actor().0)? {
         return Err(Problem::not_found(format!("no segment '{name}'")));
     }
-    state.store.audit(store::AuditEntry {
-        seq: 0,
-        at_ms: 0,
-        actor: caller.actor().0,
-        action: "delete".into(),
-        kind: "segment".into(),
-        id: name,
-        revision: None,
-        before: before.and_then(|b| serde_json::from_str(&b.body).ok()),
-        after: None,
-    })?;
     state.segments_changed();
     Ok(NoContent)
 }
