@@ -122,16 +122,15 @@ pub fn open_store(dir: &Path, create: bool, cache_bytes: u64) -> anyhow::Result<
         );
     }
     match store::open(dir, &store::Options { cache_bytes }) {
-        Err(store::StoreError::Locked { path }) => match std::fs::read_to_string(dir.join(SERVING))
-        {
-            Ok(addr) => anyhow::bail!(
+        Err(store::StoreError::Locked { path }) => match serving(dir) {
+            Some(addr) => anyhow::bail!(
                 "the store at {} is held by `crm serve` on http://{}: stop it first, or make the change through its API (for example `curl -H 'Authorization: Bearer TOKEN' http://{}/api/v1/...`; the reference is at http://{}/api/docs)",
                 path.display(),
                 addr.trim(),
                 addr.trim(),
                 addr.trim()
             ),
-            Err(_) => anyhow::bail!(
+            None => anyhow::bail!(
                 "the store at {} is in use by another process (a running `crm serve` or command); wait for it or stop it",
                 path.display()
             ),
@@ -143,6 +142,15 @@ pub fn open_store(dir: &Path, create: bool, cache_bytes: u64) -> anyhow::Result<
 /// The file in a store's directory where `crm serve` notes its address
 /// while it serves.
 pub const SERVING: &str = "crm-serve.addr";
+
+/// The address `crm serve` noted in `dir`, if a server answers there (a
+/// server killed leaves its note behind).
+fn serving(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(SERVING)).ok()?;
+    let addr: std::net::SocketAddr = text.trim().parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    Some(addr.to_string())
+}
 
 /// How long a writer waiting for the snapshot sleeps between tries.
 const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
