@@ -435,7 +435,7 @@ pub(crate) async fn analysis(
     Extension(caller): Extension<Caller>,
     Path(AnalysisPath { id, name }): Path<AnalysisPath>,
     super::problem::Query(query): super::problem::Query<PluginAnalysisQuery>,
-) -> Result<Json<super::work::AnalysisRows>, Problem> {
+) -> Result<Json<super::analyses::AnalysisRows>, Problem> {
     require(&caller, &[Role::Analyst, Role::Viewer], "run analyses")?;
     let plugin = one(&state, &id)?;
     if !plugin.analyses.contains(&name) {
@@ -454,7 +454,7 @@ pub(crate) async fn analysis(
     let table = tokio::task::spawn_blocking(move || -> Result<analysis::Table, Problem> {
         let data = state.read();
         let rows: Vec<u32> = match &query.segment {
-            Some(segment) => super::work::members(&data.base, segment)?,
+            Some(segment) => super::segments::members(&data.base, segment)?,
             None => (0..data.base.snapshot.customers.len() as u32).collect(),
         };
         let loaded = data.base.registry.get(&id).map_err(Problem::internal)?;
@@ -483,5 +483,5 @@ pub(crate) async fn analysis(
     })
     .await
     .map_err(Problem::internal)??;
-    super::work::rows_of(&table)
+    super::analyses::rows_of(&table)
 }

@@ -439,7 +439,7 @@ fn customer_rows(
         Some(name) => {
             let rows = match state.memberships.members(name) {
                 Some(rows) => rows,
-                None => super::work::members(&data.base, name)?,
+                None => super::segments::members(&data.base, name)?,
             };
             let mut member = vec![false; data.base.snapshot.customers.len()];
             for r in rows {

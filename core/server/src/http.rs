@@ -9,6 +9,8 @@
 //! SIGINT and SIGTERM stop taking connections, finish the requests in
 //! flight, and flush the store.
 
+mod analyses;
+mod audit;
 pub mod console;
 mod front;
 mod imports;
@@ -16,9 +18,11 @@ mod log;
 mod plugins;
 mod problem;
 mod records;
+mod segments;
 mod state;
+mod tokens;
+mod view;
 mod webhooks;
-mod work;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -114,9 +118,9 @@ pub fn customer_360_both_ways(
     id: &str,
     timeline: usize,
 ) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
-    let memory = work::view_from_memory(state, id, timeline)
+    let memory = view::view_from_memory(state, id, timeline)
         .map(|(_, json)| serde_json::from_slice(&json).expect("the view is JSON"));
-    let store = work::view_from_store(state, id, timeline)
+    let store = view::view_from_store(state, id, timeline)
         .ok()
         .flatten()
         .map(|(_, view)| serde_json::to_value(view).expect("the view is JSON"));
@@ -127,7 +131,7 @@ pub fn customer_360_both_ways(
 /// `timeline` entries; `None` where it would read the store instead.
 #[doc(hidden)]
 pub fn customer_360_json(state: &AppState, id: &str, timeline: usize) -> Option<Vec<u8>> {
-    work::view_from_memory(state, id, timeline).map(|(_, json)| json)
+    view::view_from_memory(state, id, timeline).map(|(_, json)| json)
 }
 
 /// Whether the saved segments' memberships are built (the 360 names a
@@ -414,53 +418,53 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = api
         .api_route(
             "/api/v1/customers/{id}/view",
-            get_with(work::customer_view, doc("Customer 360", "The customer with its metrics, the plugins' scores with their reasons, and a timeline of purchases and interactions, newest first.")),
+            get_with(view::customer_view, doc("Customer 360", "The customer with its metrics, the plugins' scores with their reasons, and a timeline of purchases and interactions, newest first.")),
         )
         .api_route(
             "/api/v1/analyses",
-            get_with(work::list_analyses, doc("List analyses", "The analyses and what each computes.")),
+            get_with(analyses::list_analyses, doc("List analyses", "The analyses and what each computes.")),
         )
         .api_route(
             "/api/v1/analyses/{name}",
-            get_with(work::run_analysis, doc("Run an analysis", "Runs one analysis as of a day, on every customer or a segment's members; the same rows as `crm analyze --format json`.")),
+            get_with(analyses::run_analysis, doc("Run an analysis", "Runs one analysis as of a day, on every customer or a segment's members; the same rows as `crm analyze --format json`.")),
         )
         .api_route(
             "/api/v1/analyses/{name}/csv",
-            get_with(work::analysis_csv, doc("Run an analysis as CSV", "The same rows as CSV, as `crm analyze --format csv` prints them.")),
+            get_with(analyses::analysis_csv, doc("Run an analysis as CSV", "The same rows as CSV, as `crm analyze --format csv` prints them.")),
         )
         .api_route(
             "/api/v1/segments",
-            get_with(work::list_segments, doc("List segments", "The saved segments with their scripts.")),
+            get_with(segments::list_segments, doc("List segments", "The saved segments with their scripts.")),
         )
         .api_route(
             "/api/v1/segments/fields",
-            get_with(work::segment_fields, doc("Fields for scripts", "Every field a segment script can read as c.NAME: core fields, metrics, plugin fields and scores.")),
+            get_with(segments::segment_fields, doc("Fields for scripts", "Every field a segment script can read as c.NAME: core fields, metrics, plugin fields and scores.")),
         )
         .api_route(
             "/api/v1/segments/test",
-            aide::axum::routing::post_with(work::test_segment, doc("Test a script", "Evaluates a script without saving it: the member count and a sample with the values read; errors at their line and column.")),
+            aide::axum::routing::post_with(segments::test_segment, doc("Test a script", "Evaluates a script without saving it: the member count and a sample with the values read; errors at their line and column.")),
         )
         .api_route(
             "/api/v1/segments/{name}",
-            get_with(work::get_segment, doc("Read a segment", "The segment with its revision as ETag."))
-                .put_with(work::put_segment, doc("Save a segment", "Checks and saves a segment: new without If-Match, a new revision with it."))
-                .delete_with(work::delete_segment, doc("Delete a segment", "Deletes the segment; its history stays.")),
+            get_with(segments::get_segment, doc("Read a segment", "The segment with its revision as ETag."))
+                .put_with(segments::put_segment, doc("Save a segment", "Checks and saves a segment: new without If-Match, a new revision with it."))
+                .delete_with(segments::delete_segment, doc("Delete a segment", "Deletes the segment; its history stays.")),
         )
         .api_route(
             "/api/v1/segments/{name}/members",
-            get_with(work::segment_members, doc("Members", "The segment's members in customer id order, a page at a time.")),
+            get_with(segments::segment_members, doc("Members", "The segment's members in customer id order, a page at a time.")),
         )
         .api_route(
             "/api/v1/segments/{name}/history",
-            get_with(work::segment_history, doc("History", "Every saved revision of the segment, newest first.")),
+            get_with(segments::segment_history, doc("History", "Every saved revision of the segment, newest first.")),
         )
         .api_route(
             "/api/v1/facets/customers",
-            get_with(work::customer_facets, doc("Filter values", "The values each filter of the customer list can take.")),
+            get_with(view::customer_facets, doc("Filter values", "The values each filter of the customer list can take.")),
         )
         .api_route(
             "/api/v1/segments/{name}/explain",
-            get_with(work::explain_segment, doc("Explain", "Whether a customer is a member: each part of the expression and the values it read.")),
+            get_with(segments::explain_segment, doc("Explain", "Whether a customer is a member: each part of the expression and the values it read.")),
         )
         .api_route(
             "/api/v1/plugins",
@@ -532,12 +536,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .api_route(
             "/api/v1/tokens",
-            get_with(work::list_tokens, doc("List tokens", "Each token's name, role and id; never the token (admins)."))
-                .post_with(work::create_token, doc("Make a token", "Makes a token with a role; the answer is the only time it is shown (admins).")),
+            get_with(tokens::list_tokens, doc("List tokens", "Each token's name, role and id; never the token (admins)."))
+                .post_with(tokens::create_token, doc("Make a token", "Makes a token with a role; the answer is the only time it is shown (admins).")),
         )
         .api_route(
             "/api/v1/tokens/{name}",
-            aide::axum::routing::delete_with(work::revoke_token, doc("Revoke tokens", "Revokes the tokens with this name or id (admins).")),
+            aide::axum::routing::delete_with(tokens::revoke_token, doc("Revoke tokens", "Revokes the tokens with this name or id (admins).")),
         )
         .api_route(
             "/api/v1/users",
@@ -563,11 +567,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .api_route(
             "/api/v1/charts/pareto",
-            get_with(work::pareto_curve, doc("Pareto curve", "The share of revenue of the top buyers, for each percent of buyers (0 to 100), on every customer or a segment's members.")),
+            get_with(analyses::pareto_curve, doc("Pareto curve", "The share of revenue of the top buyers, for each percent of buyers (0 to 100), on every customer or a segment's members.")),
         )
         .api_route(
             "/api/v1/audit",
-            get_with(work::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
+            get_with(audit::audit_log, doc("Audit log", "Every change: who, when, what, before and after; newest first (admins).")),
         );
     let api = api
         .api_route(
