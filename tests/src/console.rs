@@ -9,7 +9,7 @@ use app::tokens::Role;
 use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::http::{Api, HERE};
+use crate::support::api::{Api, HERE};
 
 /// The session cookie (`crm_session=...`) a sign-in answer sets.
 fn session_cookie(headers: &axum::http::HeaderMap) -> String {

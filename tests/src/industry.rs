@@ -3,75 +3,14 @@
 //! figure is computed again here from the CSV files.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use generate::Industry;
 use model::Timestamp;
 use serde_json::Value;
 
+use crate::support::fixture::Fixture;
 use crate::support::{crm, dataset, plugin_package};
-
-/// A store with a data set imported and one plugin installed.
-pub(crate) struct Fixture {
-    _dir: tempfile::TempDir,
-    pub(crate) db: PathBuf,
-    pub(crate) data: PathBuf,
-}
-
-impl Fixture {
-    pub(crate) fn new(industry: Industry, customers: u32, seed: u64, plugin: &str) -> Fixture {
-        let data = dataset(industry, customers, seed);
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("store");
-        let fixture = Fixture {
-            _dir: dir,
-            db,
-            data,
-        };
-        fixture.run(&["import", "--quiet", fixture.data.to_str().unwrap()]);
-        let package = plugin_package(plugin);
-        let out = fixture.run(&["plugin", "install", package.to_str().unwrap()]);
-        assert!(
-            out.contains(&format!("installed and enabled {plugin}")),
-            "{out}"
-        );
-        fixture
-    }
-
-    /// Runs `crm` on the store; its standard output.
-    pub(crate) fn run(&self, args: &[&str]) -> String {
-        let (command, rest) = args.split_first().unwrap();
-        let mut full = vec![*command];
-        if *command == "plugin" {
-            full.push(rest[0]);
-            full.extend(["--db", self.db.to_str().unwrap()]);
-            full.extend(&rest[1..]);
-        } else {
-            full.extend(["--db", self.db.to_str().unwrap()]);
-            full.extend(rest);
-        }
-        let out = crm(&full);
-        assert!(
-            out.status.success(),
-            "crm {}: {}",
-            full.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The rows of a `--format json` table, as objects.
-    pub(crate) fn rows(&self, args: &[&str]) -> Vec<serde_json::Map<String, Value>> {
-        let mut args = args.to_vec();
-        args.extend(["--format", "json"]);
-        let json: Value = serde_json::from_str(&self.run(&args)).unwrap();
-        json.as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row.as_object().unwrap().clone())
-            .collect()
-    }
-}
 
 struct Txn {
     customer: String,
@@ -447,6 +386,16 @@ fn bank_cross_sell_scores_generated_customers() {
 
     // The next best product for a likely borrower is a loan or a mortgage.
     let next = f.rows(&["plugin", "score", "bank-cross-sell", "next-best-product"]);
+    assert_eq!(next.len(), scores.len());
+    let loans = next
+        .iter()
+        .filter(|o| matches!(o["band"].as_str(), Some("mortgage" | "personal_loan")))
+        .count();
+    assert!(
+        loans > 0 && loans < next.len(),
+        "{loans} loans offered to {} customers",
+        next.len()
+    );
     for (propensity, offer) in scores.iter().zip(&next) {
         assert_eq!(propensity["customer_id"], offer["customer_id"]);
         let likely = propensity["value"].as_f64().unwrap() >= 0.5;

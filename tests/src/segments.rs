@@ -9,8 +9,9 @@ use generate::Industry;
 use model::{Date, Timestamp};
 use serde_json::Value;
 
-use crate::industry::{Fixture, cents, read_csv};
+use crate::industry::{cents, read_csv};
 use crate::support::crm;
+use crate::support::fixture::Fixture;
 
 /// Per customer: revenue and margin in cents, lines, days with a purchase
 /// (sorted); and the day after the last purchase of all.
@@ -325,7 +326,12 @@ fn the_tobacco_segments_hold_who_they_describe() {
     assert_eq!(members("steady-high-margin"), want);
     // The third reads ranks and churn risk too: its members are kiosks near
     // schools, each at risk by the churn rule or the reorder model.
-    for id in members("school-kiosks-at-risk") {
+    let at_risk = members("school-kiosks-at-risk");
+    assert!(
+        !at_risk.is_empty(),
+        "no school kiosk at risk in the data set"
+    );
+    for id in at_risk {
         assert_eq!(attrs[&id]["store_type"], "kiosk");
         assert_eq!(attrs[&id]["business_district"], "school");
         let a = &activity[&id];
@@ -384,6 +390,7 @@ fn the_banking_segments_hold_who_they_describe() {
         .filter(|r| propensity[&r["customer_id"]].0 >= 0.65 && attrs(r)["risk_level"] != "high")
         .map(|r| r["customer_id"].clone())
         .collect();
+    assert!(!want.is_empty(), "no likely borrower in the data set");
     assert_eq!(members("likely-borrowers"), want);
     assert!(segment(&f, &["list"]).contains("valuable-and-slipping"));
 }

@@ -1,4 +1,12 @@
-//! What the integration tests share: data sets, stores, and the `crm` binary.
+//! What the integration tests share: data sets, stores, the `crm` binary
+//! (run, and expected to succeed), the in-process API client (`api`),
+//! `crm serve` on a socket (`serving`), a webhook receiver (`receiver`)
+//! and a store with a plugin installed (`fixture`).
+
+pub(crate) mod api;
+pub(crate) mod fixture;
+pub(crate) mod receiver;
+pub(crate) mod serving;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -10,8 +10,10 @@ use axum::http::StatusCode;
 use generate::Industry;
 use serde_json::Value;
 
-use crate::http::{Api, customer};
-use crate::industry::Fixture;
+use crate::support::api::{Api, customer};
+use crate::support::fixture::Fixture;
+use crate::support::receiver::Receiver;
+use crate::support::serving::{post, serve, store_with_token};
 use crate::support::{copy_dataset, crm, crm_bin, plugin_package};
 
 /// `crm put` of JSON lines; (stdout, stderr, success).
@@ -313,7 +315,7 @@ fn the_event_of_a_patched_customer_is_the_stored_record() {
         .install(&plugin_package("fixture"), Some(config))
         .unwrap();
     api.state.write_data().base.refresh_plugins();
-    let receiver = crate::http::Receiver::start();
+    let receiver = Receiver::start();
     let sub = serde_json::json!({"url": receiver.url, "events": ["customer.created"]});
     let (status, body, _) = api.write(
         "PUT",
@@ -348,15 +350,12 @@ fn the_event_of_a_patched_customer_is_the_stored_record() {
 
 #[test]
 fn a_stopped_server_leaves_a_checkpoint_the_next_open_uses() {
-    let (dir, token) = crate::http::store_with_token(30, "agent");
+    let (dir, token) = store_with_token(30, "agent");
     let db = dir.path().join("store");
-    let (mut child, _stderr, addr) = crate::http::serve(db.to_str().unwrap());
+    let (mut child, _stderr, addr) = serve(db.to_str().unwrap());
     for n in 0..5 {
         let body = customer(&format!("C98000{n:02}"), "Written Before Stop").to_string();
-        assert_eq!(
-            crate::http::post(&addr, "/api/v1/customers", &token, &body),
-            201
-        );
+        assert_eq!(post(&addr, "/api/v1/customers", &token, &body), 201);
     }
     let pid = child.id().to_string();
     let killed = std::process::Command::new("kill")
@@ -424,7 +423,7 @@ fn an_empty_store_takes_plugins_before_its_first_import_and_a_held_store_names_i
     let again = crm(&["init", "--db", db_arg]);
     assert!(!again.status.success());
 
-    let (mut child, _stderr, addr) = crate::http::serve(db_arg);
+    let (mut child, _stderr, addr) = serve(db_arg);
     let (_, err, ok) = put(&db, "customer", &[customer("C9900001", "Held")]);
     let _ = child.kill();
     let _ = child.wait();

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use crate::context::{Context, Months, day};
+use crate::context::{Context, Months};
+use crate::snapshot::day;
 use crate::snapshot::{NONE, TxnSlice};
 use crate::table::{Table, Value, ratio};
 

@@ -7,14 +7,7 @@ use std::sync::OnceLock;
 use model::Date;
 use rayon::prelude::*;
 
-use crate::snapshot::{InteractionSlice, NO_DAY, Snapshot, TxnSlice};
-
-const DAY: i64 = 86_400;
-
-/// The day of a timestamp.
-pub(crate) fn day(ts: i64) -> i32 {
-    ts.div_euclid(DAY) as i32
-}
+use crate::snapshot::{Activity, InteractionSlice, NO_DAY, Snapshot, TxnSlice, activity};
 
 /// Which customers and which date a run of analyses is about.
 #[derive(Clone, Debug, Default)]
@@ -26,22 +19,6 @@ pub struct Scope {
     /// Only these customers (rows of the snapshot) and their lines; all
     /// customers when `None`.
     pub customers: Option<Vec<u32>>,
-}
-
-/// A customer's activity as a buyer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Activity {
-    pub lines: u32,
-    pub baskets: u32,
-    pub first_day: i32,
-    pub last_day: i32,
-    /// Timestamps of the first and last line.
-    pub first_ts: i64,
-    pub last_ts: i64,
-    /// Sum of amounts and costs, in cents.
-    pub revenue: i64,
-    pub cost: i64,
-    pub quantity: u64,
 }
 
 /// R, F and M scores of the `buyers` (rows), given every row's activity and
@@ -220,34 +197,6 @@ pub fn age(birth: Date, at: Date) -> i32 {
     let (by, bm, bd) = birth.ymd();
     let (ay, am, ad) = at.ymd();
     ay - by - i32::from((am, ad) < (bm, bd))
-}
-
-/// A customer's activity from their lines (in time order).
-pub(crate) fn activity(lines: TxnSlice<'_>) -> Activity {
-    let mut a = Activity {
-        first_day: NO_DAY,
-        last_day: NO_DAY,
-        ..Activity::default()
-    };
-    let mut previous = NO_DAY;
-    for i in 0..lines.len() {
-        let d = day(lines.ts[i]);
-        if d != previous {
-            a.baskets += 1;
-            previous = d;
-        }
-        a.revenue += lines.amount[i];
-        a.cost += lines.cost[i];
-        a.quantity += lines.quantity[i] as u64;
-    }
-    a.lines = lines.len() as u32;
-    if let (Some(&first), Some(&last)) = (lines.ts.first(), lines.ts.last()) {
-        a.first_day = day(first);
-        a.last_day = day(last);
-        a.first_ts = first;
-        a.last_ts = last;
-    }
-    a
 }
 
 /// Calendar months around a run's as-of day: maps a day to its month index

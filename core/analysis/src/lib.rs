@@ -25,9 +25,10 @@ mod table;
 
 use rayon::prelude::*;
 
-pub use context::{Activity, Context, Scope, Scores, age, rfm_scores};
+pub use context::{Context, Scope, Scores, age, rfm_scores};
 pub use metrics::{Metrics, Parts, customer_metrics, customer_metrics_of};
 pub use sales::{churn_risk, rfm_segment};
+pub use snapshot::Activity;
 pub use snapshot::Snapshot;
 pub use table::{Table, Value};
 

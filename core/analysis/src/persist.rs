@@ -14,8 +14,8 @@ use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{
-    CampaignRow, Customers, Dict, Dicts, InteractionCols, LineIds, Lines, Products, Snapshot,
-    Strings, TxnCols,
+    CampaignRow, Column, Customers, Dict, Dicts, InteractionCols, LineIds, Lines, Products,
+    Snapshot, Strings, TxnCols,
 };
 
 const MAGIC: &[u8; 8] = b"CRMSNAP\0";
@@ -35,38 +35,6 @@ fn invalid(why: impl Into<String>) -> CheckpointError {
     CheckpointError::Invalid(why.into())
 }
 
-/// A column of plain values, written and read as raw bytes.
-pub(crate) trait Column {
-    fn bytes(&self) -> usize;
-    fn reserve(&mut self, additional: usize);
-    fn shrink(&mut self);
-    fn write_to(&self, out: &mut Out<'_>) -> std::io::Result<()>;
-    fn read_from(&mut self, input: &mut In<'_>) -> Result<(), CheckpointError>;
-}
-
-impl<T: Pod> Column for Vec<T> {
-    fn bytes(&self) -> usize {
-        self.capacity() * size_of::<T>()
-    }
-
-    fn reserve(&mut self, additional: usize) {
-        self.reserve_exact(additional);
-    }
-
-    fn shrink(&mut self) {
-        self.shrink_to_fit();
-    }
-
-    fn write_to(&self, out: &mut Out<'_>) -> std::io::Result<()> {
-        out.array(self)
-    }
-
-    fn read_from(&mut self, input: &mut In<'_>) -> Result<(), CheckpointError> {
-        *self = input.array()?;
-        Ok(())
-    }
-}
-
 pub(crate) struct Out<'w> {
     writer: &'w mut dyn Write,
     crc: crc32fast::Hasher,
@@ -81,6 +49,13 @@ impl Out<'_> {
     fn array<T: Pod>(&mut self, values: &[T]) -> std::io::Result<()> {
         self.raw(&(values.len() as u64).to_le_bytes())?;
         self.raw(bytemuck::cast_slice(values))
+    }
+
+    /// A column as `array` writes it: its length, then its values' bytes.
+    fn column(&mut self, column: &dyn Column) -> std::io::Result<()> {
+        let (n, bytes) = column.raw();
+        self.raw(&(n as u64).to_le_bytes())?;
+        self.raw(bytes)
     }
 
     fn small<T: Serialize>(&mut self, value: &T) -> std::io::Result<()> {
@@ -124,6 +99,18 @@ impl In<'_> {
         let mut values = vec![T::zeroed(); n as usize];
         self.raw(bytemuck::cast_slice_mut(&mut values))?;
         Ok(values)
+    }
+
+    /// Reads a column written by `Out::column` into `column`.
+    fn column(&mut self, column: &mut dyn Column) -> Result<(), CheckpointError> {
+        let n = self.u64()?;
+        let bytes = n
+            .checked_mul(column.value_size() as u64)
+            .ok_or_else(|| invalid("a length is too large"))?;
+        if bytes > self.left {
+            return Err(invalid("it is truncated"));
+        }
+        self.raw(column.zeroed(n as usize))
     }
 
     fn small<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, CheckpointError> {
@@ -234,7 +221,7 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
         &by_id,
         &rank,
     ] {
-        column.write_to(&mut out)?;
+        out.column(column)?;
     }
     let p = &snapshot.products;
     out.small(&SmallTables {
@@ -268,11 +255,11 @@ pub fn write(snapshot: &Snapshot, writer: &mut dyn Write) -> Result<(), Checkpoi
     }
     out.array(&snapshot.txns.start)?;
     for column in snapshot.txns.main.columns() {
-        column.write_to(&mut out)?;
+        out.column(column)?;
     }
     out.array(&snapshot.interactions.start)?;
     for column in snapshot.interactions.main.columns() {
-        column.write_to(&mut out)?;
+        out.column(column)?;
     }
     write_strings(&mut out, &snapshot.dicts.txn_ids.other)?;
     write_strings(&mut out, &snapshot.dicts.interaction_ids.other)?;
@@ -330,7 +317,7 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
             &mut c.by_id,
             &mut rank,
         ] {
-            column.read_from(&mut input)?;
+            input.column(column)?;
         }
     }
     let n_rank = rank.len();
@@ -341,14 +328,14 @@ pub fn read(reader: &mut dyn Read, len: u64) -> Result<Snapshot, CheckpointError
         ..Lines::default()
     };
     for column in txns.main.columns_mut() {
-        column.read_from(&mut input)?;
+        input.column(column)?;
     }
     let mut interactions = Lines::<InteractionCols> {
         start: input.array()?,
         ..Lines::default()
     };
     for column in interactions.main.columns_mut() {
-        column.read_from(&mut input)?;
+        input.column(column)?;
     }
     let txn_ids_other = read_strings(&mut input)?;
     let interaction_ids_other = read_strings(&mut input)?;

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use model::{SalesChannel, Timestamp};
 use rayon::prelude::*;
 
-use crate::context::{Activity, Context};
+use crate::context::Context;
+use crate::snapshot::Activity;
 use crate::snapshot::NONE;
 use crate::table::{Table, Value, ratio, share};
 

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use model::{Date, Department, InteractionKind, Topic};
 use rayon::prelude::*;
 
-use crate::context::{Context, day};
+use crate::context::Context;
 use crate::sales::{top, units};
 use crate::snapshot::NONE;
+use crate::snapshot::day;
 use crate::table::{Table, Value, ratio, share};
 
 const SENT: u8 = InteractionKind::PromotionSent as u8;

@@ -15,8 +15,6 @@ use model::{
 };
 use rayon::prelude::*;
 
-use crate::context::{Activity, activity};
-
 /// Code of an absent value in a column of codes.
 pub const NONE: u32 = u32::MAX;
 /// An absent date.
@@ -249,12 +247,12 @@ macro_rules! columns {
                 $(self.$field.extend_from_slice(from.$field);)+
             }
 
-            pub(crate) fn columns_mut(&mut self) -> Vec<&mut dyn crate::persist::Column> {
-                vec![$(&mut self.$field as &mut dyn crate::persist::Column,)+]
+            pub(crate) fn columns_mut(&mut self) -> Vec<&mut dyn Column> {
+                vec![$(&mut self.$field as &mut dyn Column,)+]
             }
 
-            pub(crate) fn columns(&self) -> Vec<&dyn crate::persist::Column> {
-                vec![$(&self.$field as &dyn crate::persist::Column,)+]
+            pub(crate) fn columns(&self) -> Vec<&dyn Column> {
+                vec![$(&self.$field as &dyn Column,)+]
             }
         }
 
@@ -877,8 +875,7 @@ impl Snapshot {
     }
 
     pub fn default_as_of(&self) -> Option<Date> {
-        self.last_ts
-            .map(|ts| Date::from_days(crate::context::day(ts) + 1))
+        self.last_ts.map(|ts| Date::from_days(day(ts) + 1))
     }
 
     /// Replaces customer `ci`'s interactions (given in time order).
@@ -1166,4 +1163,96 @@ fn last_ts(activity: &[Activity]) -> Option<i64> {
         .filter(|a| a.lines > 0)
         .map(|a| a.last_ts)
         .max()
+}
+
+const DAY: i64 = 86_400;
+
+/// The day of a timestamp.
+pub(crate) fn day(ts: i64) -> i32 {
+    ts.div_euclid(DAY) as i32
+}
+
+/// A customer's activity as a buyer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub lines: u32,
+    pub baskets: u32,
+    pub first_day: i32,
+    pub last_day: i32,
+    /// Timestamps of the first and last line.
+    pub first_ts: i64,
+    pub last_ts: i64,
+    /// Sum of amounts and costs, in cents.
+    pub revenue: i64,
+    pub cost: i64,
+    pub quantity: u64,
+}
+
+/// A customer's activity from their lines (in time order).
+pub(crate) fn activity(lines: TxnSlice<'_>) -> Activity {
+    let mut a = Activity {
+        first_day: NO_DAY,
+        last_day: NO_DAY,
+        ..Activity::default()
+    };
+    let mut previous = NO_DAY;
+    for i in 0..lines.len() {
+        let d = day(lines.ts[i]);
+        if d != previous {
+            a.baskets += 1;
+            previous = d;
+        }
+        a.revenue += lines.amount[i];
+        a.cost += lines.cost[i];
+        a.quantity += lines.quantity[i] as u64;
+    }
+    a.lines = lines.len() as u32;
+    if let (Some(&first), Some(&last)) = (lines.ts.first(), lines.ts.last()) {
+        a.first_day = day(first);
+        a.last_day = day(last);
+        a.first_ts = first;
+        a.last_ts = last;
+    }
+    a
+}
+
+/// A column of plain values: what it takes in memory, and its values as
+/// raw bytes (the checkpoint writes and reads them as they are).
+pub(crate) trait Column {
+    fn bytes(&self) -> usize;
+    fn reserve(&mut self, additional: usize);
+    fn shrink(&mut self);
+    /// The size of one value, in bytes.
+    fn value_size(&self) -> usize;
+    /// The number of values, and their bytes.
+    fn raw(&self) -> (usize, &[u8]);
+    /// Replaces the values with `n` zeroed ones; their bytes, to fill.
+    fn zeroed(&mut self, n: usize) -> &mut [u8];
+}
+
+impl<T: bytemuck::Pod> Column for Vec<T> {
+    fn bytes(&self) -> usize {
+        self.capacity() * size_of::<T>()
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.reserve_exact(additional);
+    }
+
+    fn shrink(&mut self) {
+        self.shrink_to_fit();
+    }
+
+    fn value_size(&self) -> usize {
+        size_of::<T>()
+    }
+
+    fn raw(&self) -> (usize, &[u8]) {
+        (self.len(), bytemuck::cast_slice(self))
+    }
+
+    fn zeroed(&mut self, n: usize) -> &mut [u8] {
+        *self = vec![T::zeroed(); n];
+        bytemuck::cast_slice_mut(self)
+    }
 }

@@ -159,6 +159,15 @@ pub fn scores_are_current(state: &AppState) -> bool {
         .is_current(state.generation(), &state.rfm_scores(), &plugins)
 }
 
+/// Every role reads.
+pub(crate) const READERS: &[Role] = &[Role::Integrator, Role::Analyst, Role::Agent, Role::Viewer];
+
+/// A path naming a segment, an analysis or a token.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub(crate) struct NamePath {
+    pub name: String,
+}
+
 /// Fails unless the caller's role is one of `allowed`.
 pub fn require(caller: &Caller, allowed: &[Role], what: &str) -> Result<(), Problem> {
     if allowed.contains(&caller.role) || caller.role == Role::Admin {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StoreError;
-use crate::records::sled_error;
+use crate::codec::sled_error;
 
 /// Who makes a change: "token alice (agent)", "cli", "import orders.csv".
 #[derive(Clone, Debug, PartialEq, Eq)]

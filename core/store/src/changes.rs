@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::records::{decode, encode, sled_error};
+use crate::codec::{decode, encode, sled_error};
 use crate::{Changes, StoreError, keys};
 
 /// The sequence number of the last change (0 before the first).

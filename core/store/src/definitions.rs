@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::records::sled_error;
+use crate::codec::sled_error;
 use crate::{Expect, Revision, StoreError};
 
 fn base(prefix: u8, space: &str, name: &str) -> Vec<u8> {

@@ -8,9 +8,10 @@ use model::{
 };
 
 use crate::audit::{Actor, AuditEntry, AuditLog, AuditQuery};
+use crate::codec::sled_error;
 use crate::definitions::Definitions;
 use crate::lines::LineTree;
-use crate::records::{RecordTree, sled_error};
+use crate::records::RecordTree;
 use crate::{Changes, Expect, Expected, Options, Revision, Store, StoreError, UpsertCounts};
 
 /// The on-disk format this build writes and reads. Version history:

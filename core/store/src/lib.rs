@@ -19,6 +19,7 @@
 
 mod audit;
 mod changes;
+mod codec;
 mod definitions;
 mod embedded;
 mod keys;

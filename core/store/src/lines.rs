@@ -28,9 +28,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditEntry, AuditLog};
-use crate::records::{
-    apply_audited, check_expected, decode, encode, read_count, sled_error, to_json,
-};
+use crate::codec::{decode, encode, sled_error};
+use crate::records::{apply_audited, check_expected, read_count, to_json};
 use crate::{Expect, StoreError, UpsertCounts, keys};
 
 /// Most lines in one block (tiny in unit tests, so that they split often).

@@ -4,7 +4,7 @@
 //! numeric order).
 
 use crate::StoreError;
-use crate::records::sled_error;
+use crate::codec::sled_error;
 
 fn key(queue: &str, seq: u64) -> Vec<u8> {
     let mut key = prefix(queue);

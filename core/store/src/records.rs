@@ -11,19 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::audit::{Actor, AuditEntry, AuditLog};
+use crate::codec::{decode, encode, sled_error};
 use crate::{StoreError, UpsertCounts, keys};
-
-pub(crate) fn sled_error(e: sled::Error) -> StoreError {
-    StoreError::Io(e.to_string())
-}
-
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    postcard::to_allocvec(value).expect("records serialize to postcard")
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("undecodable value: {e}")))
-}
 
 pub(crate) fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
     match tree.get(keys::COUNT).map_err(sled_error)? {

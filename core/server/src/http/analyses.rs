@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::problem::{Path, Problem, Query};
 use super::segments::members;
-use super::{AppState, Caller, require};
+use super::{AppState, Caller, NamePath, require};
 use app::tokens::Role;
 
 /// An analysis the API can run.
@@ -38,11 +38,6 @@ pub(crate) async fn list_analyses(
 }
 
 const ANALYSTS_AND_VIEWERS: &[Role] = &[Role::Analyst, Role::Viewer];
-
-#[derive(Deserialize, JsonSchema)]
-pub(crate) struct NamePath {
-    pub name: String,
-}
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

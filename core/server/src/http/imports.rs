@@ -17,8 +17,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use store::Store;
 
+use super::READERS;
 use super::problem::{Accepted, Csv, Form, Path, Problem, Query};
-use super::records::READERS;
 use super::{AppState, Caller, require};
 use app::tokens::Role;
 

@@ -15,8 +15,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::READERS;
 use super::problem::{Created, Path, Problem};
-use super::records::READERS;
 use super::{AppState, Caller, require};
 use app::tokens::Role;
 

@@ -21,11 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::problem::{Body, Created, Path, Problem, Query, Tagged, if_match, required_if_match};
-use super::{AppState, Caller, require};
+use super::{AppState, Caller, READERS, require};
 use app::tokens::Role;
-
-/// Every role reads.
-pub(crate) const READERS: &[Role] = &[Role::Integrator, Role::Analyst, Role::Agent, Role::Viewer];
 
 /// A kind of record the API serves.
 pub(crate) trait Entity:

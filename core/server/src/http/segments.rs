@@ -12,9 +12,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::analyses::NamePath;
+use super::NamePath;
+use super::READERS;
 use super::problem::{Body, Path, Problem, Query, Tagged, if_match};
-use super::records::READERS;
 use super::{AppState, Caller, require};
 use app::base::SPACE;
 use app::tokens::Role;

@@ -10,7 +10,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::analyses::NamePath;
+use super::NamePath;
 use super::problem::{Body, Created, Path, Problem};
 use super::{AppState, Caller, require};
 use app::tokens::Role;

@@ -14,8 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::READERS;
 use super::problem::{Path, Problem, Query, TaggedJson};
-use super::records::{IdPath, READERS, Revised};
+use super::records::{IdPath, Revised};
 use super::{AppState, Caller, require};
 
 /// A customer seen whole: the record, its metrics, the plugins' scores

@@ -28,7 +28,7 @@ use sha2::Sha256;
 use store::Store;
 
 use super::problem::{Accepted, Body, Path, Problem, Query, Saved};
-use super::{AppState, Caller, require};
+use super::{AppState, Caller, NamePath, require};
 use app::tokens::Role;
 
 const SPACE: &str = "webhooks";
@@ -364,11 +364,6 @@ pub(crate) struct WebhookView {
     /// The key of the signatures: shown once, when the webhook is created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-pub(crate) struct NamePath {
-    pub name: String,
 }
 
 /// `GET /api/v1/webhooks`.
