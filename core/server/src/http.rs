@@ -352,7 +352,7 @@ fn record_routes<T: records::Entity>(
         .put_with(records::replace::<T>, move |op| {
             tag_op(op, tag)
                 .summary("Replace")
-                .description("Replaces the record. Customers, products and campaigns need If-Match with the ETag read: 428 without it, 412 when the record changed meanwhile.")
+                .description("Replaces the record with the body: what GET returned, changed. Customers, products and campaigns need the revision read, as If-Match (the ETag) or as the body's `revision`: 428 without either, 412 when the record changed meanwhile.")
                 .security_requirement("bearer")
         })
         .delete_with(records::delete::<T>, move |op| {

@@ -452,3 +452,50 @@ fn record_changes_are_audited_with_before_and_after() {
     let (_, second) = api.get(&format!("/api/v1/audit?limit=1&before={next}"), Role::Admin);
     assert!(second["items"][0]["seq"].as_u64().unwrap() < next);
 }
+
+/// What `GET` returns goes back with `PUT` as it is: the body's revision is
+/// the precondition when If-Match is not given, and must agree with it
+/// when it is.
+#[test]
+fn a_record_read_is_written_back_as_it_is() {
+    let api = Api::new();
+    add_customer(&api, "C9000101", "Read And Written");
+    let (status, mut read) = api.get("/api/v1/customers/C9000101", Role::Agent);
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["revision"], 1, "{read}");
+    read["name"] = "Written Back".into();
+    let (status, body, _) = api.write(
+        "PUT",
+        "/api/v1/customers/C9000101",
+        Role::Agent,
+        None,
+        &read,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revision"], 2, "{body}");
+    // The same body again is stale: its revision is 1.
+    let (status, body, _) = api.write(
+        "PUT",
+        "/api/v1/customers/C9000101",
+        Role::Agent,
+        None,
+        &read,
+    );
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    // A body and an If-Match that disagree are refused.
+    read["revision"] = 2.into();
+    let (status, body, _) = api.write(
+        "PUT",
+        "/api/v1/customers/C9000101",
+        Role::Agent,
+        Some("\"1\""),
+        &read,
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "revision", "{body}");
+    let (status, got) = api.get("/api/v1/customers/C9000101", Role::Viewer);
+    assert_eq!(
+        (status, &got["name"]),
+        (StatusCode::OK, &"Written Back".into())
+    );
+}

@@ -282,6 +282,42 @@ impl<T: JsonSchema> OperationInput for Body<T> {
     }
 }
 
+/// A record to replace, as `GET` returns it: a `revision` member, when
+/// given, is the revision the write expects (as If-Match is), and the rest
+/// is the record, checked as `Body` checks it.
+pub(crate) struct Replacement<T> {
+    pub revision: Option<u64>,
+    pub record: T,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Replacement<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let Body(mut value) = Body::<serde_json::Value>::from_request(request, state).await?;
+        let revision = match value.as_object_mut().and_then(|o| o.remove("revision")) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                Problem::bad_request(
+                    "Invalid body",
+                    format!("revision: expected the whole number GET gave, got {v}"),
+                )
+                .at("revision")
+            })?),
+        };
+        let bytes = serde_json::to_vec(&value).map_err(Problem::internal)?;
+        let record = json_body(&headers, &bytes)?;
+        Ok(Replacement { revision, record })
+    }
+}
+
+impl<T: JsonSchema> OperationInput for Replacement<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <Json<T> as OperationInput>::operation_input(ctx, operation);
+    }
+}
+
 /// `body` as `T` when `headers` say it is JSON.
 pub(crate) fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,

@@ -20,7 +20,9 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::problem::{Body, Created, Path, Problem, Query, Tagged, if_match, required_if_match};
+use super::problem::{
+    Body, Created, Path, Problem, Query, Replacement, Tagged, if_match, required_if_match,
+};
 use super::{AppState, Caller, READERS, require};
 use app::tokens::Role;
 
@@ -184,11 +186,24 @@ pub(crate) async fn replace<T: Entity>(
     Extension(caller): Extension<Caller>,
     Path(IdPath { id }): Path<IdPath>,
     headers: HeaderMap,
-    Body(record): Body<T>,
+    Replacement { revision, record }: Replacement<T>,
 ) -> Result<Tagged<Written>, Problem> {
     require(&caller, T::WRITERS, &format!("change {}", T::KIND.plural()))?;
     let expect = if T::revised() {
-        store::Expect::Revision(required_if_match(&headers, T::KIND.singular())?)
+        // The revision of the record as read: If-Match, or the body's own
+        // (what GET returned), which must agree when both are given.
+        let revision = match (if_match(&headers)?, revision) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Problem::bad_request(
+                    "Invalid body",
+                    format!("the body's revision is {b}, If-Match says {a}"),
+                )
+                .at("revision"));
+            }
+            (Some(rev), _) | (None, Some(rev)) => rev,
+            (None, None) => required_if_match(&headers, T::KIND.singular())?,
+        };
+        store::Expect::Revision(revision)
     } else {
         store::Expect::Any
     };
