@@ -400,7 +400,7 @@ impl Crm {
     }
 
     /// The snapshot to change (its generation grows), once no reader holds
-    /// it. For threads of their own and blocking tasks; handlers use
+    /// it. For threads of their own and blocking tasks; async code uses
     /// `write_data_async`.
     ///
     /// A writer never queues on the lock: std's `RwLock` then holds up every
@@ -416,7 +416,7 @@ impl Crm {
         }
     }
 
-    /// `write_data` for handlers: waits without holding up the runtime's
+    /// `write_data` for async code (request handlers): waits without holding up the runtime's
     /// thread.
     pub async fn write_data_async(&self) -> RwLockWriteGuard<'_, Current> {
         loop {

@@ -12,6 +12,7 @@
 mod analyses;
 mod audit;
 pub mod console;
+mod export;
 mod front;
 mod imports;
 mod log;
@@ -21,6 +22,7 @@ mod records;
 mod segments;
 mod state;
 mod tokens;
+mod users;
 mod view;
 mod webhooks;
 
@@ -524,7 +526,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .api_route(
             "/api/v1/export/{kind}",
-            get_with(imports::export, doc("Export", "Every record of a kind as CSV, in the format import reads.")),
+            get_with(export::export, doc("Export", "Every record of a kind as CSV, in the format import reads.")),
         )
         .api_route(
             "/api/v1/webhooks",
@@ -554,12 +556,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .api_route(
             "/api/v1/users",
-            get_with(console::list_users, doc("List users", "The console's users and their roles; never their passwords (admins).")),
+            get_with(users::list_users, doc("List users", "The console's users and their roles; never their passwords (admins).")),
         )
         .api_route(
             "/api/v1/users/{name}",
-            aide::axum::routing::put_with(console::put_user, doc("Save a user", "Adds a user who signs in to the console with a name and password (201), or sets an existing user's role and password (200); passwords are kept as Argon2id hashes (admins)."))
-                .delete_with(console::delete_user, doc("Remove a user", "Removes the user; their sessions end at once (admins).")),
+            aide::axum::routing::put_with(users::put_user, doc("Save a user", "Adds a user who signs in to the console with a name and password (201), or sets an existing user's role and password (200); passwords are kept as Argon2id hashes (admins)."))
+                .delete_with(users::delete_user, doc("Remove a user", "Removes the user; their sessions end at once (admins).")),
         )
         .api_route(
             "/api/v1/views",

@@ -1,7 +1,7 @@
 //! Bulk import by upload, run as a background job: the CSV files are
 //! streamed to disk, checked and imported as `crm import` does, with the
 //! progress readable while it runs and a report (and the rejected rows,
-//! with their problems) when it ends. And export of any kind as CSV.
+//! with their problems) when it ends.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,12 +12,9 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 
-use model::EntityKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use store::Store;
 
-use super::READERS;
 use super::problem::{Accepted, Csv, Form, Path, Problem, Query};
 use super::{AppState, Caller, require};
 use app::tokens::Role;
@@ -343,74 +340,4 @@ pub(crate) async fn rejected(
         file: file.replace(".csv", ".rejected.csv"),
         body: text.into(),
     })
-}
-
-#[derive(Deserialize, JsonSchema)]
-pub(crate) struct KindPath {
-    /// customers, products, campaigns, transactions or interactions.
-    pub kind: String,
-}
-
-/// `GET /api/v1/export/{kind}`: every record of a kind as CSV, in the
-/// import format, streamed.
-pub(crate) async fn export(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(KindPath { kind }): Path<KindPath>,
-) -> Result<Csv, Problem> {
-    require(&caller, READERS, "export")?;
-    let kind = EntityKind::ALL
-        .into_iter()
-        .find(|k| k.plural() == kind || k.file_name() == kind)
-        .ok_or_else(|| {
-            Problem::not_found(format!(
-                "no kind '{kind}'; export customers, products, campaigns, transactions or interactions"
-            ))
-        })?;
-    let body = csv_body(kind, Arc::clone(&state.store), move |store| {
-        Box::new(store.scan(kind).map(|r| r.map(Some)))
-    });
-    Ok(Csv {
-        file: kind.file_name().to_owned(),
-        body,
-    })
-}
-
-/// What a CSV export reads: records, or `None` for one gone meanwhile.
-pub(crate) type Records<'a> =
-    Box<dyn Iterator<Item = Result<Option<model::Record>, store::StoreError>> + 'a>;
-
-/// The records `records` reads from `store` (on a blocking thread) as a
-/// CSV body of `kind` in the import format, streamed in chunks of 64 KiB;
-/// records gone meanwhile are left out, an error ends the body.
-pub(crate) fn csv_body<F>(kind: EntityKind, store: Arc<dyn Store>, records: F) -> axum::body::Body
-where
-    F: for<'a> FnOnce(&'a dyn Store) -> Records<'a> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-    tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(1 << 16);
-        transfer::format::write_header(kind, &mut chunk);
-        for record in records(&*store) {
-            match record {
-                Ok(Some(r)) => transfer::format::write_record(&r, &mut chunk),
-                Ok(None) => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                    return;
-                }
-            }
-            if chunk.len() >= 1 << 16 {
-                if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                    return;
-                }
-                chunk.reserve(1 << 16);
-            }
-        }
-        let _ = tx.blocking_send(Ok(chunk));
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    axum::body::Body::from_stream(stream)
 }

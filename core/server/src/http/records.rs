@@ -607,7 +607,7 @@ pub(crate) async fn export_customers(
     })
     .await
     .map_err(Problem::internal)??;
-    let body = super::imports::csv_body(EntityKind::Customer, Arc::clone(&state.store), |store| {
+    let body = super::export::csv_body(EntityKind::Customer, Arc::clone(&state.store), |store| {
         Box::new(
             ids.into_iter()
                 .map(move |id| store.get(EntityKind::Customer, &id)),
