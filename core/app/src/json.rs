@@ -8,22 +8,29 @@
 //! escaped the same way, numbers through serde_json), so a document
 //! written here parses to the one a derived `Serialize` gives; the tests
 //! of the 360 compare the two.
+//!
+//! Its methods are `#[inline]`: the 360 that calls them is in another crate
+//! (`server`), and without it each value became a call (in process, the 360
+//! took 6.23 µs instead of 5.28 µs at 1,000,000 customers; 5.30 µs with it).
 
 use model::{Date, Money, Timestamp};
 
 pub struct Json(pub Vec<u8>);
 
 impl Json {
+    #[inline]
     pub fn with_capacity(bytes: usize) -> Json {
         Json(Vec::with_capacity(bytes))
     }
 
     /// JSON text as it is (keys with their quotes, punctuation, `null`).
+    #[inline]
     pub fn raw(&mut self, text: &str) {
         self.0.extend_from_slice(text.as_bytes());
     }
 
     /// A string that needs no escaping (a word of a closed vocabulary).
+    #[inline]
     pub fn word(&mut self, text: &str) {
         debug_assert!(!needs_escape(text.as_bytes()));
         self.0.reserve(text.len() + 2);
@@ -34,6 +41,7 @@ impl Json {
 
     /// A string, escaped as serde_json escapes it. Most have nothing to
     /// escape: they are checked in one pass and copied whole.
+    #[inline]
     pub fn text(&mut self, text: &str) {
         if needs_escape(text.as_bytes()) {
             // Writing to a Vec cannot fail.
@@ -43,6 +51,7 @@ impl Json {
         }
     }
 
+    #[inline]
     pub fn opt_text(&mut self, text: Option<&str>) {
         match text {
             Some(text) => self.text(text),
@@ -50,21 +59,25 @@ impl Json {
         }
     }
 
+    #[inline]
     pub fn bool(&mut self, value: bool) {
         self.raw(if value { "true" } else { "false" });
     }
 
+    #[inline]
     pub fn u64(&mut self, value: u64) {
         self.0
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
+    #[inline]
     pub fn i64(&mut self, value: i64) {
         self.0
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// A number as serde_json writes an `f64` (`null` if not finite).
+    #[inline]
     pub fn f64(&mut self, value: f64) {
         let _ = serde_json::to_writer(&mut self.0, &value);
     }
@@ -74,6 +87,7 @@ impl Json {
     /// back as the amount's `f64` is the amount itself (two decimals at
     /// most, its trailing zeros dropped): doubles there lie less than a
     /// cent apart.
+    #[inline]
     pub fn money(&mut self, value: Money) {
         let cents = value.cents();
         if cents.unsigned_abs() >= 1 << 50 {
@@ -93,10 +107,12 @@ impl Json {
         }
     }
 
+    #[inline]
     pub fn date(&mut self, value: Date) {
         self.digits(value.text().as_ref().map(|t| &t[..]), &value);
     }
 
+    #[inline]
     pub fn timestamp(&mut self, value: Timestamp) {
         self.digits(value.text().as_ref().map(|t| &t[..]), &value);
     }
@@ -118,6 +134,7 @@ impl Json {
     }
 
     /// `value` or `null`, written by `write`.
+    #[inline]
     pub fn opt<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Json, T)) {
         match value {
             Some(value) => write(self, value),
@@ -131,6 +148,7 @@ impl Json {
 /// 0x20 if subtracting 0x20 from each byte borrows into the top bit of one
 /// that did not have it (exact for "any", the classic `haszero` test), and
 /// a quote or a backslash if the word XOR that byte has a zero byte.
+#[inline]
 pub fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
