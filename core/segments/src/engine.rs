@@ -85,6 +85,16 @@ pub fn engine(catalog: &Catalog, limits: Limits) -> Engine {
     for keyword in ["while", "loop", "do"] {
         e.disable_symbol(keyword);
     }
+    // Nothing that blocks the thread: a script that sleeps would hold up
+    // every analysis and segment test queued behind it (the deadline is
+    // checked between operations, and a sleep is one). The functions
+    // registered here take the place of rhai's own.
+    e.register_fn("sleep", |_: i64| -> Result<(), Box<EvalAltResult>> {
+        Err("sleep is not available in segment scripts".into())
+    });
+    e.register_fn("sleep", |_: f64| -> Result<(), Box<EvalAltResult>> {
+        Err("sleep is not available in segment scripts".into())
+    });
     // Scripts have no stdout; `print` and `debug` go nowhere.
     e.on_print(|_| {});
     e.on_debug(|_, _, _| {});

@@ -398,6 +398,25 @@ fn hostile_scripts_stop_with_a_clear_error() {
     }
 }
 
+/// A script cannot block its thread (and every analysis and segment test
+/// queued behind it): rhai's `sleep` is replaced by one that refuses, also
+/// when it is called through a function pointer.
+#[test]
+fn a_script_that_sleeps_stops_at_once_with_a_clear_error() {
+    for script in [
+        "fn matches(c) { sleep(5); true }",
+        "fn matches(c) { sleep(5.0); true }",
+        r#"fn matches(c) { Fn("sleep").call(5); true }"#,
+    ] {
+        let (e, _) = run_error(script);
+        assert!(
+            e.to_string()
+                .contains("sleep is not available in segment scripts"),
+            "{script}: {e}"
+        );
+    }
+}
+
 #[test]
 fn the_deadline_stops_a_slow_segment() {
     // Each customer stays under the operation limit, together they do not
