@@ -433,3 +433,77 @@ fn an_empty_store_takes_plugins_before_its_first_import_and_a_held_store_names_i
         "{err}"
     );
 }
+
+/// Attributes nested too deep are refused where they are parsed, on every
+/// path, with a clear error: they used to pass the checks and then panic
+/// inside the thread that writes every client's customers.
+#[test]
+fn deeply_nested_attributes_are_refused_where_they_are_parsed() {
+    // A customer whose attributes nest `levels` deep (the object is one).
+    let nested = |id: &str, levels: usize| -> String {
+        let mut c = customer(id, "Deep");
+        c["attributes"] = Value::String("ATTRIBUTES".into());
+        let attributes = format!(
+            r#"{{"license_no":"250214704823","store_type":"kiosk","business_district":"school","monthly_quota":40,"x":{}1{}}}"#,
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        );
+        c.to_string().replace("\"ATTRIBUTES\"", &attributes)
+    };
+    let api = Api::new();
+    let ((status, _, answer), _) = api.send_with(
+        "POST",
+        "/api/v1/customers",
+        Some(api.token(app::tokens::Role::Agent)),
+        crate::support::api::HERE,
+        &[("content-type", "application/json")],
+        nested("C9700100", 127),
+    );
+    assert_eq!(
+        (status, &answer["field"]),
+        (StatusCode::BAD_REQUEST, &Value::from("attributes")),
+        "{answer}"
+    );
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("nested 127 levels deep, more than the limit of 32")),
+        "{answer}"
+    );
+    // The writes of others go on.
+    let (status, answer, _) = api.write(
+        "POST",
+        "/api/v1/customers",
+        app::tokens::Role::Agent,
+        None,
+        &customer("C9700101", "Shallow"),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let f = Fixture::new(Industry::Retail, 50, 59, "tobacco-retail");
+    let (_, err, ok) = put_text(&f.db, "customer", &nested("C9700102", 40));
+    assert!(!ok);
+    assert!(
+        err.contains("stdin line 1") && err.contains("nested 40 levels deep"),
+        "{err}"
+    );
+}
+
+/// `crm put` of one line of text; (stdout, stderr, success).
+fn put_text(db: &Path, kind: &str, line: &str) -> (String, String, bool) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crm_bin())
+        .args(["put", "--db", db.to_str().unwrap(), kind])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}

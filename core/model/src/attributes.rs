@@ -18,6 +18,11 @@ use crate::InvalidValue;
 /// Largest attributes text accepted, in bytes.
 pub const MAX_ATTRIBUTES_LEN: usize = 64 * 1024;
 
+/// Deepest nesting of objects and arrays accepted in attributes (the
+/// attributes object itself is level 1). Checked before anything reads
+/// the values, whose readers (serde_json's `Value`) stop at 128 levels.
+pub const MAX_ATTRIBUTES_DEPTH: usize = 32;
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Attributes(String);
 
@@ -32,6 +37,12 @@ impl Attributes {
             return Err(InvalidValue::new(format!(
                 "attributes are {} bytes, more than the limit of {MAX_ATTRIBUTES_LEN}",
                 text.len()
+            )));
+        }
+        let depth = nesting(text);
+        if depth > MAX_ATTRIBUTES_DEPTH {
+            return Err(InvalidValue::new(format!(
+                "attributes are nested {depth} levels deep, more than the limit of {MAX_ATTRIBUTES_DEPTH}"
             )));
         }
         let mut de = serde_json::Deserializer::from_str(text);
@@ -61,6 +72,34 @@ impl fmt::Display for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The deepest nesting of objects and arrays in JSON text (brackets inside
+/// strings do not count).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Accepts exactly one JSON object with unique keys, ignoring the values.
@@ -126,6 +165,31 @@ impl JsonSchema for Attributes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object holding `levels - 1` nested arrays, with brackets inside
+    /// a string that do not count.
+    fn nested(levels: usize) -> String {
+        format!(
+            r#"{{"k":{}"[[{{\"]]"{}}}"#,
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        )
+    }
+
+    #[test]
+    fn nesting_is_limited_where_attributes_are_parsed() {
+        let deepest = Attributes::parse(&nested(MAX_ATTRIBUTES_DEPTH)).unwrap();
+        assert_eq!(deepest.to_value().len(), 1, "read back without trouble");
+        for levels in [MAX_ATTRIBUTES_DEPTH + 1, 127, 10_000] {
+            let e = Attributes::parse(&nested(levels)).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "nested {levels} levels deep, more than the limit of 32"
+                )),
+                "{levels}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn keeps_the_text_exactly() {
