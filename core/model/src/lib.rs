@@ -17,7 +17,7 @@ mod record;
 pub mod schema;
 mod vocab;
 
-pub use attributes::{Attributes, MAX_ATTRIBUTES_LEN};
+pub use attributes::{Attributes, MAX_ATTRIBUTES_DEPTH, MAX_ATTRIBUTES_LEN};
 pub use calendar::{Date, Timestamp};
 pub use id::{CampaignId, CustomerId, InteractionId, MAX_ID_LEN, Sku, TxnId};
 pub use money::Money;
