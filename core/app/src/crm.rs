@@ -11,6 +11,13 @@
 //! sheet): writers try it and sleep 1 ms between tries (`write_data`,
 //! `write_data_async` in async code), or leave their change to the applier
 //! thread, which does the same.
+//!
+//! Pending changes are applied from three places: the writer itself, right
+//! after its write (so that its customer's next 360 is served from memory),
+//! the applier thread (when the lock was busy), and a delete (which needs
+//! the snapshot current before it checks what names the record). Each takes
+//! the whole pending list under the snapshot's write lock, so every change
+//! is applied once, in the order it was written.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
