@@ -54,6 +54,20 @@ fn audit(f: &Fixture, kind: &str, limit: usize) -> Vec<Value> {
         .clone()
 }
 
+/// `crm import` of `dir` into the fixture's store, which must refuse it
+/// (exit 1); what it said.
+fn import_refused(f: &Fixture, dir: &Path) -> String {
+    let out = crm(&[
+        "import",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--quiet",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Rewrites one column of one data row (0 is the first after the header)
 /// of a CSV file.
 fn set_cell(path: &Path, row: usize, column: &str, value: &str) {
@@ -151,15 +165,7 @@ fn an_import_runs_the_validate_hooks_once_per_batch() {
         "Central"
     };
     set_cell(&customers, 3, "region", other);
-    let out = crm(&[
-        "import",
-        "--db",
-        f.db.to_str().unwrap(),
-        "--quiet",
-        bad.path().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = import_refused(&f, bad.path());
     assert!(
         err.contains("customers.csv:5: attributes: license_no: ")
             && err.contains(&format!("but the outlet is in {other} (code "))
@@ -274,15 +280,7 @@ fn a_read_only_field_cannot_be_set_through_any_path() {
         "attributes",
         &Value::Object(attributes).to_string(),
     );
-    let out = crm(&[
-        "import",
-        "--db",
-        f.db.to_str().unwrap(),
-        "--quiet",
-        bad.path().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = import_refused(&f, bad.path());
     assert!(
         err.contains("customers.csv:3: attributes: quota_utilisation is computed by plugin tobacco-retail and cannot be imported"),
         "{err}"
