@@ -534,21 +534,7 @@ fn a_new_plugin_is_scaffolded_that_builds_passes_its_test_and_installs() {
 
 /// `crm put` of one JSON record; its output (stdout, stderr, success).
 fn put(db: &Path, record: &Value) -> (String, String, bool) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crate::support::crm_bin())
-        .args(["put", "--db", db.to_str().unwrap(), "customer"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{record}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
+    crate::support::crm_put(db, "customer", &format!("{record}\n"))
 }
 
 #[test]

@@ -73,6 +73,31 @@ pub(crate) fn crm(args: &[&str]) -> Output {
 /// Industry, customers and seed of a generated data set.
 type DatasetKey = (String, u32, u64);
 
+/// `crm put --db DB KIND` with `input` (JSON lines) on its standard input:
+/// its standard output, standard error, and whether it succeeded.
+pub(crate) fn crm_put(db: &Path, kind: &str, input: &str) -> (String, String, bool) {
+    use std::io::Write;
+    let mut child = Command::new(crm_bin())
+        .args(["put", "--db", db.to_str().unwrap(), kind])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
 /// A data set written by the project's generator, once per test binary.
 pub(crate) fn dataset(industry: generate::Industry, customers: u32, seed: u64) -> PathBuf {
     static SETS: OnceLock<std::sync::Mutex<Vec<(DatasetKey, tempfile::TempDir)>>> = OnceLock::new();

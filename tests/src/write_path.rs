@@ -14,30 +14,12 @@ use crate::support::api::{Api, customer};
 use crate::support::fixture::Fixture;
 use crate::support::receiver::Receiver;
 use crate::support::serving::{post, serve, store_with_token};
-use crate::support::{copy_dataset, crm, crm_bin, plugin_package};
+use crate::support::{copy_dataset, crm, crm_put, plugin_package};
 
 /// `crm put` of JSON lines; (stdout, stderr, success).
 fn put(db: &Path, kind: &str, lines: &[Value]) -> (String, String, bool) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crm_bin())
-        .args(["put", "--db", db.to_str().unwrap(), kind])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for line in lines {
-            writeln!(stdin, "{line}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    crm_put(db, kind, &input)
 }
 
 /// The audit log's entries (newest first) about `kind`, as `crm audit`
@@ -286,7 +268,7 @@ fn a_read_only_field_cannot_be_set_through_any_path() {
         "{err}"
     );
 
-    // Over the API, a create and a replace alike.
+    // Over the API.
     let api = Api::new();
     let mut c = customer("C9700001", "Reader Only");
     c["attributes"]["order_regularity"] = 0.5.into();
@@ -479,29 +461,10 @@ fn deeply_nested_attributes_are_refused_where_they_are_parsed() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 
     let f = Fixture::new(Industry::Retail, 50, 59, "tobacco-retail");
-    let (_, err, ok) = put_text(&f.db, "customer", &nested("C9700102", 40));
+    let (_, err, ok) = crm_put(&f.db, "customer", &(nested("C9700102", 40) + "\n"));
     assert!(!ok);
     assert!(
         err.contains("stdin line 1") && err.contains("nested 40 levels deep"),
         "{err}"
     );
-}
-
-/// `crm put` of one line of text; (stdout, stderr, success).
-fn put_text(db: &Path, kind: &str, line: &str) -> (String, String, bool) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crm_bin())
-        .args(["put", "--db", db.to_str().unwrap(), kind])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
 }

@@ -111,10 +111,15 @@ pub struct Crm {
     /// Wakes the applier thread.
     applier: Condvar,
     events: OnceLock<Arc<dyn Events>>,
-    /// Where the snapshot is checkpointed on `close` (set by `open`).
-    checkpoint: Mutex<Option<PathBuf>>,
-    /// How `open` found the snapshot.
-    opened: Mutex<Option<(crate::checkpoint::Readiness, Duration)>>,
+    /// Where `open` found the snapshot: checkpointed there on `close`.
+    opened: Option<Opened>,
+}
+
+/// Where and how `Crm::open` found the snapshot.
+struct Opened {
+    checkpoint: PathBuf,
+    readiness: crate::checkpoint::Readiness,
+    took: Duration,
 }
 
 /// Opens the store in `dir`; a store that must already exist is not
@@ -204,14 +209,22 @@ impl Crm {
     /// keep the snapshot, the memberships and the score sheet current.
     pub fn open(dir: &Path, create: bool, config: Config) -> anyhow::Result<Arc<Crm>> {
         let store = open_store(dir, create, config.cache_bytes)?;
-        let opened = crate::checkpoint::open(&*store, &crate::checkpoint::checkpoint_path(dir))
+        let checkpoint = crate::checkpoint::checkpoint_path(dir);
+        let opened = crate::checkpoint::open(&*store, &checkpoint)
             .context("preparing the analysis snapshot")?;
         let registry = crate::plugins::registry(dir)?;
-        let crm = Crm::new(store, opened.snapshot, registry, config);
-        *crm.checkpoint.lock().expect("checkpoint lock") =
-            Some(crate::checkpoint::checkpoint_path(dir));
-        *crm.opened.lock().expect("checkpoint lock") = Some((opened.readiness, opened.took));
-        Ok(crm)
+        let from = Opened {
+            checkpoint,
+            readiness: opened.readiness,
+            took: opened.took,
+        };
+        Ok(Crm::start(
+            store,
+            opened.snapshot,
+            registry,
+            config,
+            Some(from),
+        ))
     }
 
     /// The CRM of a store and snapshot already open (the snapshot is not
@@ -221,6 +234,16 @@ impl Crm {
         snapshot: analysis::Snapshot,
         registry: plugin_host::Registry,
         config: Config,
+    ) -> Arc<Crm> {
+        Crm::start(store, snapshot, registry, config, None)
+    }
+
+    fn start(
+        store: Arc<dyn Store>,
+        snapshot: analysis::Snapshot,
+        registry: plugin_host::Registry,
+        config: Config,
+        opened: Option<Opened>,
     ) -> Arc<Crm> {
         let search = Search::build(&snapshot.customers);
         let registry = Arc::new(registry);
@@ -252,8 +275,7 @@ impl Crm {
             scores: Default::default(),
             applier: Condvar::new(),
             events: OnceLock::new(),
-            checkpoint: Mutex::new(None),
-            opened: Mutex::new(None),
+            opened,
         });
         Crm::start_applier(&crm);
         crate::memberships::Memberships::start(&crm);
@@ -277,7 +299,7 @@ impl Crm {
     /// How the snapshot was opened by `open` (from its checkpoint, or
     /// built from the store, and why).
     pub fn readiness(&self) -> Option<(crate::checkpoint::Readiness, Duration)> {
-        self.opened.lock().expect("checkpoint lock").clone()
+        self.opened.as_ref().map(|o| (o.readiness.clone(), o.took))
     }
 
     /// Ends the CRM's work: every change applied, the store flushed, and
@@ -288,8 +310,7 @@ impl Crm {
         let mut data = self.write_data();
         self.apply_pending(&mut data);
         self.store.flush().context("flushing the store")?;
-        let path = self.checkpoint.lock().expect("checkpoint lock").clone();
-        if let Some(path) = path
+        if let Some(Opened { checkpoint, .. }) = &self.opened
             && !*self.rebuilding.lock().expect("rebuild lock")
             && self.importing.load(Ordering::Acquire) == 0
         {
@@ -299,7 +320,7 @@ impl Crm {
             // records the log's position.
             let snapshot = &mut data.base.snapshot;
             match crate::checkpoint::catch_up(&*self.store, snapshot)? {
-                Some(_) => crate::checkpoint::save(&*self.store, snapshot, &path)
+                Some(_) => crate::checkpoint::save(&*self.store, snapshot, checkpoint)
                     .context("saving the analysis checkpoint")?,
                 None => tracing::warn!(
                     "the analysis snapshot is far behind the change log: not checkpointed, the next open rebuilds it"

@@ -214,40 +214,39 @@ impl transfer::Rules for Checks<'_> {
         if at.is_empty() || self.is_empty() {
             return problems;
         }
-        // The schemas first, with the schema rule each problem breaks (a
-        // file is fixed from these); then the whole write path's checks.
-        let mut open = Vec::with_capacity(at.len());
-        for i in at {
-            let Record::Customer(c) = &records[i] else {
-                unreachable!("customers only")
-            };
-            let schema = self.rules.check(&c.attributes.to_value());
-            if schema.is_empty() {
-                open.push(i);
-            } else {
-                problems[i] = schema
-                    .into_iter()
-                    .map(|reason| transfer::format::FieldError {
-                        column: "attributes",
-                        reason,
-                    })
-                    .collect();
-            }
-        }
-        let customers: Vec<Customer> = open
+        let customers: Vec<Customer> = at
             .iter()
             .map(|&i| match &records[i] {
                 Record::Customer(c) => c.clone(),
                 _ => unreachable!("customers only"),
             })
             .collect();
-        for (i, outcome) in open
+        for (i, outcome) in at
             .into_iter()
             .zip(self.customers(customers, Source::Client))
         {
+            let Record::Customer(given) = &records[i] else {
+                unreachable!("customers only")
+            };
             match outcome {
                 Ok(customer) => records[i] = Record::Customer(customer),
-                Err(e) => problems[i] = field_errors(e),
+                // A refused row whose fields break a plugin's schema is
+                // reported with the schema rules it breaks (a file is fixed
+                // from these); only refused rows are checked again for it.
+                Err(e) => {
+                    let schema = self.rules.check(&given.attributes.to_value());
+                    problems[i] = if schema.is_empty() {
+                        field_errors(e)
+                    } else {
+                        schema
+                            .into_iter()
+                            .map(|reason| transfer::format::FieldError {
+                                column: "attributes",
+                                reason,
+                            })
+                            .collect()
+                    };
+                }
             }
         }
         problems
